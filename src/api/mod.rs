@@ -1,0 +1,241 @@
+//! The `eventIngestion` procedures as plain async Rust: the one implementation that JSON-RPC,
+//! tRPC HTTP and library callers all go through. Transports only decode the request into a
+//! [`Procedure`], a [`RequestContext`] and an optional JSON input, and encode the result.
+
+pub mod error;
+pub mod types;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::identity::{Authenticator, RequestContext};
+use crate::pipeline::validation::parse_input;
+use crate::pipeline::{Pipeline, PipelineError};
+use error::{ApiError, ErrorCode, ZodError};
+use types::{
+    BatchItemResult, ForceFlushOutput, ItemError, SettledStatus, TrackBatchInput, TrackBatchOutput,
+    TrackEventOutput,
+};
+
+/// Largest number of events one trackBatch call may carry.
+pub const MAX_BATCH_EVENTS: usize = 50;
+
+/// The procedures Sluice serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Procedure {
+    Track,
+    TrackBatch,
+    GetStats,
+    ForceFlush,
+}
+
+impl Procedure {
+    pub const ALL: [Self; 4] = [Self::Track, Self::TrackBatch, Self::GetStats, Self::ForceFlush];
+
+    /// The method name (JSON-RPC) and path (tRPC).
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Track => "eventIngestion.track",
+            Self::TrackBatch => "eventIngestion.trackBatch",
+            Self::GetStats => "eventIngestion.getStats",
+            Self::ForceFlush => "eventIngestion.forceFlush",
+        }
+    }
+
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|procedure| procedure.path() == path)
+    }
+
+    /// Queries are read-only (tRPC serves them over GET); everything else is a mutation.
+    pub fn is_query(self) -> bool {
+        matches!(self, Self::GetStats)
+    }
+}
+
+/// The procedure implementations over one pipeline.
+pub struct EventIngestion {
+    pipeline: Arc<Pipeline>,
+    auth: Authenticator,
+}
+
+impl EventIngestion {
+    pub fn new(pipeline: Arc<Pipeline>, auth: Authenticator) -> Self {
+        Self { pipeline, auth }
+    }
+
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// Runs `procedure` and returns its JSON output; failures are logged once here.
+    pub async fn call(
+        &self,
+        procedure: Procedure,
+        context: &RequestContext,
+        input: Option<Value>,
+    ) -> Result<Value, ApiError> {
+        let result = match procedure {
+            Procedure::Track => to_json(self.track(context, input).await),
+            Procedure::TrackBatch => to_json(self.track_batch(context, input).await),
+            Procedure::GetStats => to_json(self.get_stats(context, input).await),
+            Procedure::ForceFlush => to_json(self.force_flush(context, input).await),
+        };
+        if let Err(error) = &result {
+            error.log(procedure.path());
+        }
+        result
+    }
+
+    /// `eventIngestion.track`: validate, stamp and buffer one event.
+    pub async fn track(
+        &self,
+        context: &RequestContext,
+        input: Option<Value>,
+    ) -> Result<TrackEventOutput, ApiError> {
+        let caller = self.auth.authenticate(context)?;
+        let valid = self.pipeline.validate(input).map_err(ApiError::validation)?;
+        Ok(self.pipeline.accept(valid, &caller)?)
+    }
+
+    /// `eventIngestion.trackBatch`: each item is validated and accepted on its own.
+    pub async fn track_batch(
+        &self,
+        context: &RequestContext,
+        input: Option<Value>,
+    ) -> Result<TrackBatchOutput, ApiError> {
+        let caller = self.auth.authenticate(context)?;
+        let batch: TrackBatchInput = parse_input(input).map_err(ApiError::validation)?;
+        if !(1..=MAX_BATCH_EVENTS).contains(&batch.events.len()) {
+            let mut errors = ZodError::default();
+            errors.field(
+                "events",
+                format!(
+                    "must contain 1 to {MAX_BATCH_EVENTS} events (got {})",
+                    batch.events.len()
+                ),
+            );
+            return Err(ApiError::validation(errors));
+        }
+        let results: Vec<BatchItemResult> = batch
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                let outcome = self
+                    .pipeline
+                    .validate(Some(raw))
+                    .map_err(ApiError::validation)
+                    .and_then(|valid| Ok(self.pipeline.accept(valid, &caller)?));
+                match outcome {
+                    Ok(data) => BatchItemResult {
+                        index,
+                        status: SettledStatus::Fulfilled,
+                        data: Some(data),
+                        error: None,
+                    },
+                    Err(error) => BatchItemResult {
+                        index,
+                        status: SettledStatus::Rejected,
+                        data: None,
+                        error: Some(ItemError {
+                            code: error.code.json_rpc_code(),
+                            data: error.data(Procedure::TrackBatch.path()),
+                            message: error.message,
+                        }),
+                    },
+                }
+            })
+            .collect();
+        let successful = results
+            .iter()
+            .filter(|result| result.status == SettledStatus::Fulfilled)
+            .count();
+        Ok(TrackBatchOutput {
+            total: results.len(),
+            successful,
+            failed: results.len() - successful,
+            results,
+        })
+    }
+
+    /// `eventIngestion.getStats` (admin): buffer, counters, rates, health and pool.
+    pub async fn get_stats(
+        &self,
+        context: &RequestContext,
+        input: Option<Value>,
+    ) -> Result<crate::pipeline::stats::StatsReport, ApiError> {
+        self.auth.require_admin(context)?;
+        expect_no_input(input)?;
+        Ok(self.pipeline.stats())
+    }
+
+    /// `eventIngestion.forceFlush` (admin): write everything buffered now.
+    pub async fn force_flush(
+        &self,
+        context: &RequestContext,
+        input: Option<Value>,
+    ) -> Result<ForceFlushOutput, ApiError> {
+        self.auth.require_admin(context)?;
+        expect_no_input(input)?;
+        let report = self.pipeline.force_flush().await?;
+        let message = if report.flushed == 0 {
+            "Buffer was empty; nothing to flush".to_owned()
+        } else {
+            format!(
+                "Flushed {} events ({} newly persisted)",
+                report.flushed, report.persisted
+            )
+        };
+        Ok(ForceFlushOutput {
+            flushed: report.remaining == 0,
+            message,
+            persisted: report.persisted as u64,
+        })
+    }
+}
+
+/// Procedures without input accept none, `{}` (tRPC clients send either) — nothing else.
+fn expect_no_input(input: Option<Value>) -> Result<(), ApiError> {
+    match input {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(fields)) if fields.is_empty() => Ok(()),
+        Some(Value::Object(fields)) => {
+            let mut errors = ZodError::default();
+            let keys: Vec<String> = fields.keys().map(|key| format!("'{key}'")).collect();
+            errors.form(format!("Unrecognized key(s) in object: {}", keys.join(", ")));
+            Err(ApiError::validation(errors))
+        }
+        Some(_) => {
+            let mut errors = ZodError::default();
+            errors.form("Expected an empty object or no input");
+            Err(ApiError::validation(errors))
+        }
+    }
+}
+
+fn to_json<T: Serialize>(result: Result<T, ApiError>) -> Result<Value, ApiError> {
+    result.and_then(|output| {
+        serde_json::to_value(output)
+            .map_err(|error| ApiError::new(ErrorCode::InternalServerError, error.to_string()))
+    })
+}
+
+/// The one mapping from pipeline failures to what callers see.
+impl From<PipelineError> for ApiError {
+    fn from(error: PipelineError) -> Self {
+        match error {
+            PipelineError::BufferFull(full) => ApiError::unavailable(
+                format!("{full}; the event was not accepted, retry later"),
+                1,
+            ),
+            PipelineError::FlushFailed(failure) => {
+                ApiError::unavailable(format!("Flush failed: {failure}"), 1)
+            }
+            PipelineError::ShuttingDown => {
+                ApiError::unavailable("The server is shutting down; retry on another node", 1)
+            }
+        }
+    }
+}

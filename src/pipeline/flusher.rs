@@ -1,0 +1,224 @@
+//! The flusher: one task that moves events from the buffer to storage in batches.
+//!
+//! It writes when a batch fills (`batch_size`), when the batch timer fires (`batch_timeout`),
+//! when asked (forceFlush), and once more on shutdown until the buffer is empty. A failed write
+//! puts the batch back in front of the buffer and retries with exponential backoff and jitter;
+//! nothing acknowledged is dropped while the process lives.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::buffer::Buffer;
+use super::stats::Stats;
+use crate::storage::{EventStore, StorageError};
+
+/// How the flusher paces itself.
+#[derive(Debug, Clone)]
+pub struct FlushSettings {
+    pub batch_size: usize,
+    pub batch_timeout: Duration,
+    /// First retry delay after a failed write; doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long shutdown keeps retrying before it gives up on what is left.
+    pub shutdown_timeout: Duration,
+}
+
+/// What one flush wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Events taken from the buffer and written (or found already written).
+    pub flushed: usize,
+    /// Rows newly inserted.
+    pub persisted: usize,
+    /// Events still buffered afterwards.
+    pub remaining: usize,
+}
+
+/// A flush that stopped on a storage error; its events are back in the buffer.
+#[derive(Debug, thiserror::Error)]
+#[error("{source} (persisted {persisted} before the failure; {remaining} events remain buffered)")]
+pub struct FlushError {
+    pub persisted: usize,
+    pub remaining: usize,
+    #[source]
+    pub source: StorageError,
+}
+
+pub(super) enum Command {
+    Flush(oneshot::Sender<Result<FlushReport, FlushError>>),
+    Shutdown(oneshot::Sender<FlushReport>),
+}
+
+pub(super) struct Flusher {
+    pub buffer: Arc<Buffer>,
+    pub store: Arc<dyn EventStore>,
+    pub stats: Arc<Stats>,
+    pub settings: FlushSettings,
+}
+
+impl Flusher {
+    pub async fn run(self, mut commands: mpsc::Receiver<Command>) {
+        let mut timer = tokio::time::interval(self.settings.batch_timeout);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        timer.reset();
+        let mut backoff = Backoff::new(&self.settings);
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            let backing_off = retry_at.is_some();
+            let outcome = tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Flush(reply)) => {
+                        let outcome = self.flush_all().await;
+                        let failed = outcome.is_err();
+                        let _ = reply.send(outcome);
+                        failed
+                    }
+                    Some(Command::Shutdown(reply)) => {
+                        let _ = reply.send(self.drain(&mut backoff).await);
+                        return;
+                    }
+                    None => {
+                        self.drain(&mut backoff).await;
+                        return;
+                    }
+                },
+                () = self.buffer.batch_ready(), if !backing_off => {
+                    self.flush_full_batches().await.is_err()
+                }
+                _ = timer.tick(), if !backing_off => self.flush_all().await.is_err(),
+                () = sleep_until(retry_at), if backing_off => {
+                    Stats::add(&self.stats.retries, 1);
+                    self.flush_all().await.is_err()
+                }
+            };
+            retry_at = if outcome {
+                Some(Instant::now() + backoff.next_delay())
+            } else {
+                backoff.reset();
+                None
+            };
+        }
+    }
+
+    /// Writes whole batches while there are any, leaving a partial batch for the timer.
+    async fn flush_full_batches(&self) -> Result<FlushReport, FlushError> {
+        let mut total = FlushReport::default();
+        while self.buffer.has_full_batch() {
+            total = self.flush_batches(total, false).await?;
+        }
+        total.remaining = self.buffer.len();
+        Ok(total)
+    }
+
+    /// Writes everything buffered, batch by batch.
+    pub async fn flush_all(&self) -> Result<FlushReport, FlushError> {
+        self.flush_batches(FlushReport::default(), true).await
+    }
+
+    async fn flush_batches(&self, mut total: FlushReport, until_empty: bool) -> Result<FlushReport, FlushError> {
+        loop {
+            let batch = self.buffer.take(self.settings.batch_size);
+            if batch.is_empty() {
+                break;
+            }
+            self.stats.is_processing.store(true, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let written = self.store.insert_events(&batch).await;
+            self.stats.is_processing.store(false, Ordering::Relaxed);
+            match written {
+                Ok(persisted) => {
+                    self.stats.record_flush(started.elapsed(), persisted as u64);
+                    tracing::debug!(events = batch.len(), persisted, "flushed batch");
+                    total.flushed += batch.len();
+                    total.persisted += persisted;
+                }
+                Err(source) => {
+                    self.stats.record_failed_flush();
+                    let events = batch.len();
+                    self.buffer.requeue_front(batch);
+                    tracing::error!(events, error = %source, tag = source.tag(), "flush failed; events kept for retry");
+                    return Err(FlushError {
+                        persisted: total.persisted,
+                        remaining: self.buffer.len(),
+                        source,
+                    });
+                }
+            }
+            if !until_empty {
+                break;
+            }
+        }
+        total.remaining = self.buffer.len();
+        Ok(total)
+    }
+
+    /// Flushes until the buffer is empty, retrying with backoff up to the shutdown timeout.
+    async fn drain(&self, backoff: &mut Backoff) -> FlushReport {
+        let deadline = Instant::now() + self.settings.shutdown_timeout;
+        let mut total = FlushReport::default();
+        loop {
+            match self.flush_all().await {
+                Ok(report) => {
+                    total.flushed += report.flushed;
+                    total.persisted += report.persisted;
+                    total.remaining = report.remaining;
+                    return total;
+                }
+                Err(error) => {
+                    total.persisted += error.persisted;
+                    total.remaining = error.remaining;
+                    let delay = backoff.next_delay();
+                    if Instant::now() + delay > deadline {
+                        tracing::error!(
+                            lost = error.remaining,
+                            error = %error.source,
+                            "shutdown timeout reached with events still buffered; they are lost"
+                        );
+                        return total;
+                    }
+                    Stats::add(&self.stats.retries, 1);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// Exponential backoff with full jitter in the upper half, so that many nodes that lost the
+/// same database do not retry in lockstep.
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    fn new(settings: &FlushSettings) -> Self {
+        Self {
+            initial: settings.initial_backoff,
+            max: settings.max_backoff,
+            current: settings.initial_backoff,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let base = self.current;
+        self.current = (self.current * 2).min(self.max);
+        base / 2 + base.mul_f64(fastrand::f64() / 2.0)
+    }
+
+    fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}

@@ -1,0 +1,252 @@
+//! The ingestion pipeline: validate → enrich → dedup/idempotency → bounded buffer → flusher →
+//! storage. Transports call [`Pipeline`] through [`crate::api`]; nothing here knows about
+//! JSON-RPC or HTTP.
+
+pub mod buffer;
+pub mod clock;
+pub mod flusher;
+pub mod stats;
+pub mod validation;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::api::types::{TrackEventOutput, TrackStatus};
+use crate::event::EventRecord;
+use crate::identity::Caller;
+use crate::storage::EventStore;
+use buffer::{Buffer, BufferFull};
+use clock::Clock;
+use flusher::{Command, FlushError, FlushReport, FlushSettings, Flusher};
+use stats::{PoolReport, Stats, StatsConfig, StatsReport};
+use validation::{BusinessRules, ValidEvent};
+
+/// Everything the pipeline is tuned by.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub flush: FlushSettings,
+    pub buffer_capacity: usize,
+    pub enable_deduplication: bool,
+    pub enable_enrichment: bool,
+    pub dedup_ttl: Duration,
+    pub rules: BusinessRules,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            flush: FlushSettings {
+                batch_size: 100,
+                batch_timeout: Duration::from_millis(10_000),
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(10),
+                shutdown_timeout: Duration::from_secs(30),
+            },
+            buffer_capacity: 100_000,
+            enable_deduplication: true,
+            enable_enrichment: true,
+            dedup_ttl: Duration::from_secs(60),
+            rules: BusinessRules::default(),
+        }
+    }
+}
+
+/// Why the pipeline could not take an event or a command.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    BufferFull(#[from] BufferFull),
+    #[error("flush failed: {0}")]
+    FlushFailed(#[from] FlushError),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// The running pipeline, shared by every request.
+pub struct Pipeline {
+    config: PipelineConfig,
+    buffer: Arc<Buffer>,
+    stats: Arc<Stats>,
+    store: Arc<dyn EventStore>,
+    clock: Arc<dyn Clock>,
+    commands: mpsc::Sender<Command>,
+}
+
+/// Owns the flusher task; [`FlusherHandle::shutdown`] drains the buffer and stops it.
+pub struct FlusherHandle {
+    commands: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+}
+
+impl Pipeline {
+    /// Starts the flusher task and returns the pipeline with the handle that stops it.
+    pub fn start(
+        config: PipelineConfig,
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+    ) -> (Arc<Self>, FlusherHandle) {
+        let buffer = Arc::new(Buffer::new(config.buffer_capacity, config.flush.batch_size));
+        let stats = Arc::new(Stats::default());
+        let (commands, receiver) = mpsc::channel(16);
+        let flusher = Flusher {
+            buffer: buffer.clone(),
+            store: store.clone(),
+            stats: stats.clone(),
+            settings: config.flush.clone(),
+        };
+        let task = tokio::spawn(flusher.run(receiver));
+        let pipeline = Arc::new(Self {
+            config,
+            buffer,
+            stats,
+            store,
+            clock,
+            commands: commands.clone(),
+        });
+        (pipeline, FlusherHandle { commands, task })
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Validates one raw input at the current time.
+    pub fn validate(
+        &self,
+        raw: Option<serde_json::Value>,
+    ) -> Result<ValidEvent, crate::api::error::ZodError> {
+        let result = validation::validate_track_input(raw, &self.config.rules, self.clock.now());
+        if result.is_err() {
+            Stats::add(&self.stats.rejected, 1);
+        }
+        result
+    }
+
+    /// Stamps the caller's identity on a valid event, gives it an id and buffers it.
+    pub fn accept(&self, valid: ValidEvent, caller: &Caller) -> Result<TrackEventOutput, PipelineError> {
+        let record = self.record(valid, caller);
+        let id = record.id;
+        self.buffer.push(record)?;
+        Stats::add(&self.stats.accepted, 1);
+        Ok(TrackEventOutput {
+            event_id: Some(id),
+            tracked: true,
+            status: TrackStatus::Accepted,
+        })
+    }
+
+    fn record(&self, valid: ValidEvent, caller: &Caller) -> EventRecord {
+        let ValidEvent { input, occurred_at } = valid;
+        let identity = caller.identity();
+        EventRecord {
+            id: Uuid::now_v7(),
+            event_type: input.event_type,
+            source: input.source.as_str().to_owned(),
+            actor_id: identity.actor_id,
+            actor_type: Some(identity.actor_type),
+            user_id: identity.user_id,
+            creator_id: identity.creator_id,
+            brand_id: identity.brand_id,
+            entity_id: input.entity_id,
+            entity_type: input.entity_type.map(|t| t.as_str().to_owned()),
+            session_id: input.session_id.as_deref().and_then(|s| Uuid::try_parse(s).ok()),
+            props: input.props.map(serde_json::Value::Object),
+            attribution: input.attribution.unwrap_or_default(),
+            idempotency_key: input
+                .idempotency_key
+                .as_deref()
+                .and_then(|k| Uuid::try_parse(k).ok()),
+            dedup_fingerprint: None,
+            occurred_at,
+            received_at: self.clock.now(),
+        }
+    }
+
+    /// Writes everything buffered now and reports what was written.
+    pub async fn force_flush(&self) -> Result<FlushReport, PipelineError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Flush(reply))
+            .await
+            .map_err(|_| PipelineError::ShuttingDown)?;
+        Ok(answer.await.map_err(|_| PipelineError::ShuttingDown)??)
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    pub fn stats(&self) -> StatsReport {
+        let config = StatsConfig {
+            batch_size: self.config.flush.batch_size,
+            batch_timeout_ms: self.config.flush.batch_timeout.as_millis() as u64,
+            enable_deduplication: self.config.enable_deduplication,
+            enable_enrichment: self.config.enable_enrichment,
+            deduplication_ttl_seconds: self.config.dedup_ttl.as_secs(),
+            buffer_capacity: self.buffer.capacity(),
+        };
+        let pool = PoolReport {
+            backend: self.store.backend(),
+            status: self.store.pool_status(),
+        };
+        self.stats.report(self.buffer.len(), config, pool)
+    }
+}
+
+impl FlusherHandle {
+    /// Drains the buffer (retrying up to the shutdown timeout) and stops the flusher.
+    pub async fn shutdown(self) -> FlushReport {
+        let (reply, answer) = oneshot::channel();
+        let report = if self.commands.send(Command::Shutdown(reply)).await.is_ok() {
+            answer.await.unwrap_or_default()
+        } else {
+            FlushReport::default()
+        };
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "flusher task ended abnormally");
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use chrono::Utc;
+
+    use crate::api::types::Attribution;
+    use crate::event::EventRecord;
+
+    pub fn event(event_type: &str) -> EventRecord {
+        EventRecord {
+            id: uuid::Uuid::now_v7(),
+            event_type: event_type.to_owned(),
+            source: "web".into(),
+            actor_id: None,
+            actor_type: Some("anonymous".into()),
+            user_id: None,
+            creator_id: None,
+            brand_id: None,
+            entity_id: None,
+            entity_type: None,
+            session_id: None,
+            props: None,
+            attribution: Attribution::default(),
+            idempotency_key: None,
+            dedup_fingerprint: None,
+            occurred_at: Utc::now(),
+            received_at: Utc::now(),
+        }
+    }
+}

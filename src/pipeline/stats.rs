@@ -1,0 +1,153 @@
+//! Pipeline counters and the getStats report built from them.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::storage::{Backend, PoolStatus};
+
+/// Live counters, updated without locks from the request path and the flusher.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub accepted: AtomicU64,
+    pub persisted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub replayed: AtomicU64,
+    pub rejected: AtomicU64,
+    pub flushes: AtomicU64,
+    pub failed_flushes: AtomicU64,
+    pub retries: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub consecutive_failures: AtomicU64,
+    pub flush_micros_total: AtomicU64,
+    pub is_processing: AtomicBool,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn record_flush(&self, elapsed: Duration, persisted: u64) {
+        Self::add(&self.flushes, 1);
+        Self::add(&self.persisted, persisted);
+        Self::add(&self.flush_micros_total, elapsed.as_micros() as u64);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    pub fn record_failed_flush(&self) {
+        Self::add(&self.failed_flushes, 1);
+        Self::add(&self.consecutive_failures, 1);
+    }
+}
+
+/// Overall state, from flush failures and buffer fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Critical,
+}
+
+/// The configuration getStats echoes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsConfig {
+    pub batch_size: usize,
+    pub batch_timeout_ms: u64,
+    pub enable_deduplication: bool,
+    pub enable_enrichment: bool,
+    pub deduplication_ttl_seconds: u64,
+    pub buffer_capacity: usize,
+}
+
+/// Counter values at one moment.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    pub accepted: u64,
+    pub persisted: u64,
+    pub duplicates: u64,
+    pub replayed: u64,
+    pub rejected: u64,
+    pub flushes: u64,
+    pub failed_flushes: u64,
+    pub retries: u64,
+    pub dead_lettered: u64,
+}
+
+/// Pool state as getStats reports it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolReport {
+    pub backend: Backend,
+    #[serde(flatten)]
+    pub status: PoolStatus,
+}
+
+/// The output of `eventIngestion.getStats`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsReport {
+    pub buffer_size: usize,
+    pub is_processing: bool,
+    pub config: StatsConfig,
+    pub counters: Counters,
+    /// Mean duration of successful flushes, in milliseconds.
+    pub average_flush_ms: f64,
+    /// Share of accepted events already persisted (1 when nothing was accepted).
+    pub delivery_rate: f64,
+    /// Share of flush attempts that failed (0 when none were made).
+    pub failure_rate: f64,
+    pub consecutive_flush_failures: u64,
+    pub health: Health,
+    pub pool: PoolReport,
+}
+
+impl Stats {
+    /// Builds the report; `buffer_size`/`buffer_capacity` and the pool come from their owners.
+    pub fn report(&self, buffer_size: usize, config: StatsConfig, pool: PoolReport) -> StatsReport {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let counters = Counters {
+            accepted: load(&self.accepted),
+            persisted: load(&self.persisted),
+            duplicates: load(&self.duplicates),
+            replayed: load(&self.replayed),
+            rejected: load(&self.rejected),
+            flushes: load(&self.flushes),
+            failed_flushes: load(&self.failed_flushes),
+            retries: load(&self.retries),
+            dead_lettered: load(&self.dead_lettered),
+        };
+        let consecutive = load(&self.consecutive_failures);
+        let ratio = |part: u64, whole: u64, empty: f64| {
+            if whole == 0 { empty } else { part as f64 / whole as f64 }
+        };
+        let fill = ratio(buffer_size as u64, config.buffer_capacity as u64, 0.0);
+        let health = if consecutive >= 3 || fill >= 0.9 {
+            Health::Critical
+        } else if consecutive >= 1 || fill >= 0.5 {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        };
+        StatsReport {
+            buffer_size,
+            is_processing: self.is_processing.load(Ordering::Relaxed),
+            average_flush_ms: ratio(load(&self.flush_micros_total), counters.flushes, 0.0) / 1000.0,
+            delivery_rate: ratio(counters.persisted, counters.accepted, 1.0).min(1.0),
+            failure_rate: ratio(
+                counters.failed_flushes,
+                counters.flushes + counters.failed_flushes,
+                0.0,
+            ),
+            consecutive_flush_failures: consecutive,
+            health,
+            counters,
+            config,
+            pool,
+        }
+    }
+}

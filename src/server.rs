@@ -1,0 +1,130 @@
+//! Assembles and runs a Sluice server: storage → pipeline → procedures → transports.
+//!
+//! The library never binds ports or traps signals itself: callers pass a bound listener and
+//! a shutdown future, so tests can run a real server on port 0 and stop it when they choose.
+//! Shutdown order: stop accepting requests, let open requests finish, drain the buffer into
+//! the database, then close the pool.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonrpsee::server::{ServerHandle, stop_channel};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::EventIngestion;
+use crate::config::{Config, ConfigError};
+use crate::identity::Authenticator;
+use crate::pipeline::clock::SystemClock;
+use crate::pipeline::flusher::FlushReport;
+use crate::pipeline::{FlusherHandle, Pipeline};
+use crate::storage::{self, EventStore, StorageError};
+use crate::transport::{http, jsonrpc};
+
+/// How long shutdown waits for open connections before it drains the buffer anyway.
+const CONNECTION_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
+}
+
+/// A started server.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    service: Arc<EventIngestion>,
+    store: Arc<dyn EventStore>,
+    server_handle: ServerHandle,
+    http_task: JoinHandle<()>,
+    flusher: FlusherHandle,
+}
+
+impl RunningServer {
+    /// Connects to the database, applies migrations, starts the flusher and serves `listener`.
+    pub async fn start(config: &Config, listener: TcpListener) -> Result<Self, StartError> {
+        config.validate()?;
+        let database_url = config.database_url();
+        let store = storage::connect(&database_url, &config.pool()).await?;
+        let applied = store.run_migrations().await?;
+        tracing::info!(
+            database = %storage::redact_url(&database_url),
+            backend = ?store.backend(),
+            migrations_applied = applied,
+            "database ready"
+        );
+        let (pipeline, flusher) =
+            Pipeline::start(config.pipeline(), store.clone(), Arc::new(SystemClock));
+        let service = Arc::new(EventIngestion::new(
+            pipeline,
+            Authenticator::new(config.admin_token()),
+        ));
+        let methods = jsonrpc::rpc_module(service.clone());
+        let (stop, server_handle) = stop_channel();
+        let local_addr = listener.local_addr()?;
+        let http_task = http::spawn(listener, methods.into(), config.http(), stop);
+        tracing::info!(address = %local_addr, "sluice ready to accept requests");
+        Ok(Self {
+            local_addr,
+            service,
+            store,
+            server_handle,
+            http_task,
+            flusher,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The procedures, for in-process callers.
+    pub fn service(&self) -> &Arc<EventIngestion> {
+        &self.service
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Stops gracefully and reports what the final drain wrote.
+    pub async fn stop(self) -> FlushReport {
+        tracing::info!("shutting down: no new connections");
+        let _ = self.server_handle.stop();
+        if let Err(error) = self.http_task.await {
+            tracing::error!(%error, "listener task ended abnormally");
+        }
+        if tokio::time::timeout(CONNECTION_DRAIN_TIMEOUT, self.server_handle.stopped())
+            .await
+            .is_err()
+        {
+            tracing::warn!("open connections did not finish in time; draining anyway");
+        }
+        let report = self.flusher.shutdown().await;
+        tracing::info!(
+            flushed = report.flushed,
+            persisted = report.persisted,
+            lost = report.remaining,
+            "buffer drained; shutdown complete"
+        );
+        report
+    }
+}
+
+/// Runs a server on `listener` until `shutdown` resolves, then stops it gracefully.
+pub async fn run(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<FlushReport, StartError> {
+    let server = RunningServer::start(config, listener).await?;
+    shutdown.await;
+    Ok(server.stop().await)
+}

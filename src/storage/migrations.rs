@@ -1,0 +1,30 @@
+//! Embedded migrations, one set per backend, applied through diesel-async's harness.
+
+use diesel::backend::Backend;
+use diesel_async::{AsyncConnection, AsyncMigrationHarness};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::StorageError;
+
+pub(super) const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub(super) const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Applies every pending migration of `migrations` on `connection`; returns how many ran.
+///
+/// The harness blocks its thread, so it runs on the blocking pool.
+pub(super) async fn run<C>(connection: C, migrations: EmbeddedMigrations) -> Result<usize, StorageError>
+where
+    C: AsyncConnection + Send + 'static,
+    C::Backend: Backend,
+    AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
+{
+    tokio::task::spawn_blocking(move || {
+        let mut harness = AsyncMigrationHarness::new(connection);
+        harness
+            .run_pending_migrations(migrations)
+            .map(|applied| applied.len())
+            .map_err(|error| StorageError::Migration(error.to_string()))
+    })
+    .await
+    .map_err(|error| StorageError::Migration(error.to_string()))?
+}

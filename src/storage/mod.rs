@@ -1,0 +1,135 @@
+//! Storage: where accepted events are written. One interface, [`EventStore`], with a module per
+//! backend (PostgreSQL for production, SQLite as the embedded default) and an in-memory store
+//! for pipeline tests. Everything backend-specific lives below this module; every rule above it
+//! is shared.
+
+mod memory;
+mod migrations;
+mod pool;
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::event::EventRecord;
+
+pub use memory::MemoryStore;
+pub use pool::PoolOptions;
+
+/// Rows per INSERT statement: keeps bind parameters well under both backends' limits
+/// (65 535 on PostgreSQL, 32 766 on SQLite) for the ~24 columns of an event.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Which database a store writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+    Memory,
+}
+
+/// Connection pool occupancy, reported by getStats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    pub max_size: usize,
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
+}
+
+/// What can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No connection could be had (pool timeout, refused, dropped): retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database answered with an error.
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("invalid database url: {0}")]
+    InvalidUrl(String),
+}
+
+impl StorageError {
+    /// A stable tag for logs and metrics.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "db_unavailable",
+            Self::Query(_) => "db_query",
+            Self::Migration(_) => "db_migration",
+            Self::InvalidUrl(_) => "db_url",
+        }
+    }
+}
+
+/// The storage interface the pipeline writes through.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Writes the events in one transaction. Events whose id is already stored are skipped,
+    /// so retrying a batch after an ambiguous failure cannot duplicate rows. Returns how many
+    /// rows were newly written.
+    async fn insert_events(&self, events: &[EventRecord]) -> Result<usize, StorageError>;
+
+    /// Reads one stored event back.
+    async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError>;
+
+    /// How many events are stored.
+    async fn count_events(&self) -> Result<i64, StorageError>;
+
+    /// Applies pending migrations; returns how many ran.
+    async fn run_migrations(&self) -> Result<usize, StorageError>;
+
+    /// Round-trips a trivial query.
+    async fn ping(&self) -> Result<(), StorageError>;
+
+    fn pool_status(&self) -> PoolStatus;
+}
+
+/// Opens the store a database URL names: `postgres://…`/`postgresql://…` for PostgreSQL,
+/// `sqlite://path`, `sqlite:path`, `file:path` or a bare path for SQLite.
+pub async fn connect(url: &str, options: &PoolOptions) -> Result<Arc<dyn EventStore>, StorageError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::connect(url, options).await?))
+    } else {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?))
+    }
+}
+
+/// Hides the password of a database URL, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_url("postgres://sluice:hunter2@db:5432/events"),
+            "postgres://sluice:***@db:5432/events"
+        );
+        assert_eq!(redact_url("postgres://db/events"), "postgres://db/events");
+        assert_eq!(redact_url("sqlite://sluice.db"), "sqlite://sluice.db");
+    }
+}

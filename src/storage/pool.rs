@@ -1,0 +1,92 @@
+//! One pool builder for both backends: deadpool over diesel-async, with per-connection setup.
+
+use std::time::Duration;
+
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use deadpool::managed::Manager;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError as ManagerError};
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+use futures_util::FutureExt;
+
+use super::{PoolStatus, StorageError};
+
+/// Pool sizing and timeouts.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: usize,
+    /// How long a caller waits for a free connection before the database counts as unavailable.
+    pub wait_timeout: Duration,
+    /// How long opening a new connection may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 8,
+            wait_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Builds a pool whose connections run `setup_sql` once when they are opened.
+pub(super) fn build<C>(
+    url: &str,
+    options: &PoolOptions,
+    setup_sql: &'static str,
+) -> Result<Pool<C>, StorageError>
+where
+    C: AsyncConnection + SimpleAsyncConnection + 'static,
+    AsyncDieselConnectionManager<C>: Manager<Type = C, Error = ManagerError>,
+{
+    let mut manager_config = ManagerConfig::<C>::default();
+    manager_config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        async move {
+            let mut connection = C::establish(&url).await?;
+            connection
+                .batch_execute(setup_sql)
+                .await
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(connection)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<C>::new_with_config(url, manager_config);
+    Pool::builder(manager)
+        .max_size(options.max_size)
+        .wait_timeout(Some(options.wait_timeout))
+        .create_timeout(Some(options.connect_timeout))
+        .recycle_timeout(Some(options.connect_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|error| StorageError::InvalidUrl(error.to_string()))
+}
+
+/// Takes a connection, mapping every pool failure to "unavailable".
+pub(super) async fn checkout<C>(pool: &Pool<C>) -> Result<Object<C>, StorageError>
+where
+    C: AsyncConnection + 'static,
+    AsyncDieselConnectionManager<C>: Manager<Type = C, Error = ManagerError>,
+{
+    pool.get().await.map_err(|error| match error {
+        PoolError::Backend(inner) => StorageError::Unavailable(inner.to_string()),
+        other => StorageError::Unavailable(other.to_string()),
+    })
+}
+
+pub(super) fn status<C>(pool: &Pool<C>) -> PoolStatus
+where
+    C: AsyncConnection + 'static,
+    AsyncDieselConnectionManager<C>: Manager<Type = C, Error = ManagerError>,
+{
+    let status = pool.status();
+    PoolStatus {
+        max_size: status.max_size,
+        size: status.size,
+        available: status.available,
+        waiting: status.waiting,
+    }
+}

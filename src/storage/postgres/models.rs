@@ -1,0 +1,101 @@
+//! The PostgreSQL row of an event, used both to insert and to read back.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::schema::events;
+use crate::api::types::Attribution;
+use crate::event::EventRecord;
+
+#[derive(Debug, Insertable, Queryable, Selectable)]
+#[diesel(table_name = events, check_for_backend(diesel::pg::Pg), treat_none_as_default_value = false)]
+pub struct EventRow {
+    pub id: Uuid,
+    pub event_type: String,
+    pub source: String,
+    pub actor_id: Option<String>,
+    pub actor_type: Option<String>,
+    pub user_id: Option<String>,
+    pub creator_id: Option<String>,
+    pub brand_id: Option<String>,
+    pub entity_id: Option<String>,
+    pub entity_type: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub props: Option<Value>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub referrer: Option<String>,
+    pub landing_page: Option<String>,
+    pub idempotency_key: Option<Uuid>,
+    pub dedup_fingerprint: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+}
+
+impl From<&EventRecord> for EventRow {
+    fn from(event: &EventRecord) -> Self {
+        let event = event.clone();
+        Self {
+            id: event.id,
+            event_type: event.event_type,
+            source: event.source,
+            actor_id: event.actor_id,
+            actor_type: event.actor_type,
+            user_id: event.user_id,
+            creator_id: event.creator_id,
+            brand_id: event.brand_id,
+            entity_id: event.entity_id,
+            entity_type: event.entity_type,
+            session_id: event.session_id,
+            props: event.props,
+            utm_source: event.attribution.utm_source,
+            utm_medium: event.attribution.utm_medium,
+            utm_campaign: event.attribution.utm_campaign,
+            utm_term: event.attribution.utm_term,
+            utm_content: event.attribution.utm_content,
+            referrer: event.attribution.referrer,
+            landing_page: event.attribution.landing_page,
+            idempotency_key: event.idempotency_key,
+            dedup_fingerprint: event.dedup_fingerprint,
+            occurred_at: event.occurred_at,
+            received_at: event.received_at,
+        }
+    }
+}
+
+impl From<EventRow> for EventRecord {
+    fn from(row: EventRow) -> Self {
+        Self {
+            id: row.id,
+            event_type: row.event_type,
+            source: row.source,
+            actor_id: row.actor_id,
+            actor_type: row.actor_type,
+            user_id: row.user_id,
+            creator_id: row.creator_id,
+            brand_id: row.brand_id,
+            entity_id: row.entity_id,
+            entity_type: row.entity_type,
+            session_id: row.session_id,
+            props: row.props,
+            attribution: Attribution {
+                utm_source: row.utm_source,
+                utm_medium: row.utm_medium,
+                utm_campaign: row.utm_campaign,
+                utm_term: row.utm_term,
+                utm_content: row.utm_content,
+                referrer: row.referrer,
+                landing_page: row.landing_page,
+            },
+            idempotency_key: row.idempotency_key,
+            dedup_fingerprint: row.dedup_fingerprint,
+            occurred_at: row.occurred_at,
+            received_at: row.received_at,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    events (id) {
+        id -> Text,
+        event_type -> Text,
+        source -> Text,
+        actor_id -> Nullable<Text>,
+        actor_type -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+        creator_id -> Nullable<Text>,
+        brand_id -> Nullable<Text>,
+        entity_id -> Nullable<Text>,
+        entity_type -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        props -> Nullable<Json>,
+        utm_source -> Nullable<Text>,
+        utm_medium -> Nullable<Text>,
+        utm_campaign -> Nullable<Text>,
+        utm_term -> Nullable<Text>,
+        utm_content -> Nullable<Text>,
+        referrer -> Nullable<Text>,
+        landing_page -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        dedup_fingerprint -> Nullable<Text>,
+        occurred_at -> TimestamptzSqlite,
+        received_at -> TimestamptzSqlite,
+        stored_at -> TimestamptzSqlite,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Nullable<Text>,
+        first_seen_at -> TimestamptzSqlite,
+        last_seen_at -> TimestamptzSqlite,
+        event_count -> BigInt,
+        entry_page -> Nullable<Text>,
+        device_type -> Nullable<Text>,
+        country -> Nullable<Text>,
+        utm_source -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(events, sessions);

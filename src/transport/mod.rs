@@ -1,0 +1,9 @@
+//! Transports: how requests reach the procedures in [`crate::api`].
+//!
+//! - [`jsonrpc`]: the `eventIngestion.*` methods as a jsonrpsee `RpcModule` (HTTP POST and
+//!   WebSocket on one port).
+//! - [`http`]: the listener, the per-request [`crate::identity::RequestContext`], and routing of
+//!   HTTP paths to the JSON-RPC service.
+
+pub mod http;
+pub mod jsonrpc;
