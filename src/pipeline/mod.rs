@@ -148,7 +148,11 @@ impl Pipeline {
     }
 
     fn record(&self, valid: ValidEvent, caller: &Caller) -> EventRecord {
-        let ValidEvent { input, occurred_at } = valid;
+        let ValidEvent {
+            input,
+            occurred_at,
+            received_at,
+        } = valid;
         let identity = caller.identity();
         EventRecord {
             id: Uuid::now_v7(),
@@ -170,7 +174,7 @@ impl Pipeline {
                 .and_then(|k| Uuid::try_parse(k).ok()),
             dedup_fingerprint: None,
             occurred_at,
-            received_at: self.clock.now(),
+            received_at,
         }
     }
 

@@ -55,6 +55,8 @@ pub struct ValidEvent {
     pub input: TrackEventInput,
     /// `props.occurred_at` when given, else the receive time.
     pub occurred_at: DateTime<Utc>,
+    /// When the input was received (the `now` it was validated against).
+    pub received_at: DateTime<Utc>,
 }
 
 /// Validates one raw track input received at `now`.
@@ -70,7 +72,11 @@ pub fn validate_track_input(
     }
     let occurred_at = check_business_rules(&input, rules, now, &mut errors);
     if errors.is_empty() {
-        Ok(ValidEvent { input, occurred_at })
+        Ok(ValidEvent {
+            input,
+            occurred_at,
+            received_at: now,
+        })
     } else {
         Err(errors)
     }
@@ -106,7 +112,12 @@ pub fn parse_input<T: DeserializeOwned>(raw: Option<Value>) -> Result<T, ZodErro
         if let Some(field) = quoted_name(&message, "missing field `") {
             errors.field(join_path(&path, field), "Required");
         } else if let Some(field) = quoted_name(&message, "unknown field `") {
-            let parent = if path == "." { String::new() } else { path };
+            // The path ends at the unknown key itself; the error belongs to its parent object.
+            let parent = path
+                .strip_suffix(field)
+                .unwrap_or(&path)
+                .trim_end_matches('.')
+                .to_owned();
             let message = format!("Unrecognized key(s) in object: '{field}'");
             if parent.is_empty() {
                 errors.form(message);

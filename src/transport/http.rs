@@ -13,7 +13,11 @@ use jsonrpsee::server::{
 };
 use serde_json::json;
 use tokio::net::TcpListener;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use tower::Service;
+use tower::layer::util::{Identity, Stack};
+
+use super::notifications::ExecuteNotificationsLayer;
 
 use crate::api::error::{ApiError, ErrorCode};
 use crate::identity::RequestContext;
@@ -50,6 +54,7 @@ pub async fn serve(listener: TcpListener, methods: Methods, settings: HttpSettin
         .build();
     let rpc_builder = jsonrpsee::server::Server::builder()
         .set_config(config)
+        .set_rpc_middleware(RpcServiceBuilder::new().layer(ExecuteNotificationsLayer))
         .to_service_builder();
     loop {
         let (socket, peer_addr) = tokio::select! {
@@ -83,7 +88,7 @@ pub async fn serve(listener: TcpListener, methods: Methods, settings: HttpSettin
 /// One connection's request router.
 #[derive(Clone)]
 struct RouteService {
-    rpc_builder: TowerServiceBuilder<tower::layer::util::Identity, tower::layer::util::Identity>,
+    rpc_builder: TowerServiceBuilder<Stack<ExecuteNotificationsLayer, Identity>, Identity>,
     methods: Methods,
     stop: StopHandle,
     peer_addr: SocketAddr,

@@ -1,9 +1,10 @@
 //! Transports: how requests reach the procedures in [`crate::api`].
 //!
 //! - [`jsonrpc`]: the `eventIngestion.*` methods as a jsonrpsee `RpcModule` (HTTP POST and
-//!   WebSocket on one port).
+//!   WebSocket on one port); [`notifications`] makes JSON-RPC notifications run.
 //! - [`http`]: the listener, the per-request [`crate::identity::RequestContext`], and routing of
 //!   HTTP paths to the JSON-RPC service.
 
 pub mod http;
 pub mod jsonrpc;
+pub mod notifications;

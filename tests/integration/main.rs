@@ -1,0 +1,12 @@
+//! Integration tests: a real server over real sockets against a real database, each test on
+//! SQLite and (with `SLUICE_TEST_POSTGRES_URL`) on PostgreSQL.
+
+mod support;
+
+mod admin;
+mod batch;
+mod flushing;
+mod jsonrpc_protocol;
+mod shutdown;
+mod track;
+mod validation;

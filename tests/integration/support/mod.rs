@@ -1,0 +1,244 @@
+//! The test harness: a real Sluice server on port 0 over a fresh database, with JSON-RPC
+//! clients (HTTP and WebSocket) and a raw HTTP client for asserting exact wire bytes.
+
+pub mod database;
+pub mod raw_http;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonrpsee::core::client::{ClientT, Error as ClientError};
+use jsonrpsee::core::params::ObjectParams;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
+use serde_json::{Value, json};
+use sluice::config::Config;
+use sluice::event::EventRecord;
+use sluice::pipeline::flusher::FlushReport;
+use sluice::server::RunningServer;
+use sluice::storage::EventStore;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+pub use database::{Backend, TestDatabase};
+
+/// The admin token every test server accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn name(backend: Backend)`:
+/// `sqlite::name` always runs, `postgres::name` when `SLUICE_TEST_POSTGRES_URL` is set.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = $crate::support::Backend::postgres() {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A running server and the database behind it.
+pub struct TestServer {
+    server: Option<RunningServer>,
+    /// Kept for its lifetime: dropping it deletes the database.
+    _database: TestDatabase,
+    pub config: Config,
+}
+
+/// The configuration tests start from: nothing flushes by itself unless a test asks for it.
+pub fn test_config(database: &TestDatabase) -> Config {
+    Config {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        database_url: Some(database.url.clone()),
+        batch_timeout_ms: 3_600_000,
+        admin_token: Some(ADMIN_TOKEN.to_owned()),
+        db_pool_size: 4,
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts with the test configuration changed by `adjust`.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let database = TestDatabase::create(&backend).await;
+        let mut config = test_config(&database);
+        adjust(&mut config);
+        let server = Self::boot(&config).await;
+        Self {
+            server: Some(server),
+            _database: database,
+            config,
+        }
+    }
+
+    async fn boot(config: &Config) -> RunningServer {
+        let listener = TcpListener::bind(config.bind).await.expect("bind");
+        RunningServer::start(config, listener).await.expect("server starts")
+    }
+
+    fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("server is running")
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.running().local_addr())
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.running().local_addr())
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        self.running().store()
+    }
+
+    /// An anonymous JSON-RPC HTTP client.
+    pub fn client(&self) -> HttpClient {
+        HttpClientBuilder::default()
+            .request_timeout(Duration::from_secs(30))
+            .build(self.http_url())
+            .expect("http client")
+    }
+
+    /// A JSON-RPC HTTP client sending `Authorization: <value>`.
+    pub fn client_with_authorization(&self, value: &str) -> HttpClient {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, value.parse().expect("header"));
+        HttpClientBuilder::default()
+            .set_headers(headers)
+            .build(self.http_url())
+            .expect("http client")
+    }
+
+    pub fn admin_client(&self) -> HttpClient {
+        self.client_with_authorization(&format!("Bearer {ADMIN_TOKEN}"))
+    }
+
+    pub async fn ws_client(&self) -> WsClient {
+        WsClientBuilder::default()
+            .build(self.ws_url())
+            .await
+            .expect("ws client")
+    }
+
+    /// Calls `method` anonymously with `input` by name.
+    pub async fn call(&self, method: &str, input: Value) -> Result<Value, ErrorObjectOwned> {
+        call(&self.client(), method, input).await
+    }
+
+    pub async fn admin_call(&self, method: &str, input: Value) -> Result<Value, ErrorObjectOwned> {
+        call(&self.admin_client(), method, input).await
+    }
+
+    /// Tracks one event and returns its id, failing the test if it is not accepted.
+    pub async fn track(&self, input: Value) -> Uuid {
+        let output = self
+            .call("eventIngestion.track", input)
+            .await
+            .expect("track accepted");
+        assert_eq!(output["status"], "accepted", "{output}");
+        serde_json::from_value(output["eventId"].clone()).expect("event id")
+    }
+
+    pub async fn force_flush(&self) -> Value {
+        self.admin_call("eventIngestion.forceFlush", json!({}))
+            .await
+            .expect("forceFlush")
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.admin_call("eventIngestion.getStats", json!({}))
+            .await
+            .expect("getStats")
+    }
+
+    pub async fn stored(&self, id: Uuid) -> Option<EventRecord> {
+        self.store().find_event(id).await.expect("read back")
+    }
+
+    pub async fn count(&self) -> i64 {
+        self.store().count_events().await.expect("count")
+    }
+
+    /// Waits up to `limit` for `count` events to be stored; returns the last count seen.
+    pub async fn wait_for_count(&self, count: i64, limit: Duration) -> i64 {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let seen = self.count().await;
+            if seen >= count || tokio::time::Instant::now() >= deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops gracefully (drains the buffer) and returns what the drain wrote.
+    pub async fn stop(&mut self) -> FlushReport {
+        self.server.take().expect("running").stop().await
+    }
+
+    /// Starts the server again on the same database, on a new port.
+    pub async fn restart(&mut self) {
+        if self.server.is_some() {
+            self.stop().await;
+        }
+        self.server = Some(Self::boot(&self.config).await);
+    }
+}
+
+/// Calls `method` with `input` as named params (`{}` → no params).
+pub async fn call(client: &impl ClientT, method: &str, input: Value) -> Result<Value, ErrorObjectOwned> {
+    let mut params = ObjectParams::new();
+    if let Value::Object(fields) = input {
+        for (name, value) in fields {
+            params.insert(&name, value).expect("param");
+        }
+    }
+    client.request(method, params).await.map_err(into_error_object)
+}
+
+pub fn into_error_object(error: ClientError) -> ErrorObjectOwned {
+    match error {
+        ClientError::Call(error) => error,
+        other => panic!("transport failure instead of a JSON-RPC error: {other}"),
+    }
+}
+
+/// The error's `data` as JSON.
+pub fn error_data(error: &ErrorObjectOwned) -> Value {
+    error
+        .data()
+        .map(|raw| serde_json::from_str(raw.get()).expect("data is JSON"))
+        .unwrap_or(Value::Null)
+}
+
+/// Asserts the error has the tRPC key and JSON-RPC number of `key`.
+pub fn assert_error(error: &ErrorObjectOwned, key: &str, number: i32) {
+    let data = error_data(error);
+    assert_eq!(error.code(), number, "{error:?}");
+    assert_eq!(data["code"], key, "{data}");
+}
+
+/// A minimal valid track input.
+pub fn page_view() -> Value {
+    json!({"eventType": "page_viewed", "props": {"path": format!("/{}", Uuid::now_v7())}})
+}
