@@ -18,7 +18,11 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://sluice.db";
 
 /// Command line of the `sluice` binary.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = "Analytics event ingestion over JSON-RPC 2.0 and tRPC HTTP")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Analytics event ingestion over JSON-RPC 2.0 and tRPC HTTP"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -39,7 +43,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on (host:port).
-    #[arg(long, env = "SLUICE_BIND", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub bind: SocketAddr,
 
     /// Database URL: postgres://… or sqlite://path. Falls back to DATABASE_URL, then to
@@ -56,11 +65,21 @@ pub struct Config {
     pub batch_size: usize,
 
     /// Longest an accepted event waits in the buffer before a flush, in milliseconds.
-    #[arg(long, env = "SLUICE_BATCH_TIMEOUT_MS", default_value_t = 10_000, global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_BATCH_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
     pub batch_timeout_ms: u64,
 
     /// Most events held in memory; past it, track answers SERVICE_UNAVAILABLE.
-    #[arg(long, env = "SLUICE_BUFFER_CAPACITY", default_value_t = 100_000, global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_BUFFER_CAPACITY",
+        default_value_t = 100_000,
+        global = true
+    )]
     pub buffer_capacity: usize,
 
     /// Deduplicate events by fingerprint.
@@ -68,7 +87,12 @@ pub struct Config {
     pub dedup: bool,
 
     /// Deduplication window, in seconds.
-    #[arg(long, env = "SLUICE_DEDUP_TTL_SECONDS", default_value_t = 60, global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_DEDUP_TTL_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
     pub dedup_ttl_seconds: u64,
 
     /// Enrich events (user agent, geo, session, attribution).
@@ -76,7 +100,12 @@ pub struct Config {
     pub enrichment: bool,
 
     /// Static bearer token that grants ADMIN (getStats, forceFlush). Unset: no admin access.
-    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub admin_token: Option<String>,
 
     /// Largest serialized props object, in bytes.
@@ -84,11 +113,21 @@ pub struct Config {
     pub max_props_bytes: usize,
 
     /// How far in the future props.occurred_at may be, in seconds.
-    #[arg(long, env = "SLUICE_MAX_FUTURE_SKEW_SECONDS", default_value_t = 300, global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_MAX_FUTURE_SKEW_SECONDS",
+        default_value_t = 300,
+        global = true
+    )]
     pub max_future_skew_seconds: u64,
 
     /// How old props.occurred_at may be, in days.
-    #[arg(long, env = "SLUICE_MAX_EVENT_AGE_DAYS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_MAX_EVENT_AGE_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
     pub max_event_age_days: u64,
 
     /// Largest request body, in bytes.
@@ -96,11 +135,21 @@ pub struct Config {
     pub max_body_bytes: u32,
 
     /// Most concurrent connections (HTTP and WebSocket).
-    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 4096, global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        global = true
+    )]
     pub max_connections: u32,
 
     /// How long shutdown keeps retrying to write buffered events, in seconds.
-    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_SHUTDOWN_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
     pub shutdown_timeout_seconds: u64,
 }
 
@@ -124,7 +173,11 @@ impl Config {
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
-            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()))
+            .or_else(|| {
+                std::env::var("DATABASE_URL")
+                    .ok()
+                    .filter(|url| !url.is_empty())
+            })
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
     }
 
@@ -146,7 +199,11 @@ impl Config {
         if self.db_pool_size == 0 {
             return fail("database pool size must be at least 1".into());
         }
-        if self.admin_token.as_deref().is_some_and(|token| token.len() < 16) {
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|token| token.len() < 16)
+        {
             return fail("the admin token must be at least 16 characters".into());
         }
         Ok(())

@@ -98,7 +98,9 @@ impl Authenticator {
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|token| !token.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("Authorization header must be 'Bearer <token>'"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("Authorization header must be 'Bearer <token>'")
+            })?;
         match &self.admin_token {
             Some(admin) if admin.matches(token) => Ok(Caller::AdminToken),
             _ => Err(ApiError::unauthorized("Invalid or expired token")),
@@ -108,7 +110,9 @@ impl Authenticator {
     /// ADMIN-only procedures: no credentials → UNAUTHORIZED, other roles → FORBIDDEN.
     pub fn require_admin(&self, context: &RequestContext) -> Result<Caller, ApiError> {
         match self.authenticate(context)? {
-            Caller::Anonymous => Err(ApiError::unauthorized("This procedure requires an admin token")),
+            Caller::Anonymous => Err(ApiError::unauthorized(
+                "This procedure requires an admin token",
+            )),
             caller if caller.is_admin() => Ok(caller),
             _ => Err(ApiError::forbidden("This procedure is for admins only")),
         }
@@ -134,8 +138,14 @@ mod tests {
     #[test]
     fn tokens_other_than_the_admin_token_are_refused_not_ignored() {
         let auth = Authenticator::new(Some(Secret::new("s3cret")));
-        assert_eq!(auth.authenticate(&RequestContext::default()), Ok(Caller::Anonymous));
-        assert_eq!(auth.authenticate(&with_header("Bearer s3cret")), Ok(Caller::AdminToken));
+        assert_eq!(
+            auth.authenticate(&RequestContext::default()),
+            Ok(Caller::Anonymous)
+        );
+        assert_eq!(
+            auth.authenticate(&with_header("Bearer s3cret")),
+            Ok(Caller::AdminToken)
+        );
         for bad in ["Bearer nope", "Bearer ", "Basic s3cret", "s3cret"] {
             let error = auth.authenticate(&with_header(bad)).expect_err(bad);
             assert_eq!(error.code, ErrorCode::Unauthorized, "{bad}");
@@ -145,9 +155,13 @@ mod tests {
     #[test]
     fn admin_procedures_need_the_admin_token() {
         let auth = Authenticator::new(None);
-        let error = auth.require_admin(&RequestContext::default()).expect_err("anonymous");
+        let error = auth
+            .require_admin(&RequestContext::default())
+            .expect_err("anonymous");
         assert_eq!(error.code, ErrorCode::Unauthorized);
-        let error = auth.require_admin(&with_header("Bearer anything")).expect_err("no token configured");
+        let error = auth
+            .require_admin(&with_header("Bearer anything"))
+            .expect_err("no token configured");
         assert_eq!(error.code, ErrorCode::Unauthorized);
     }
 }

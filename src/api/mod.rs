@@ -32,7 +32,12 @@ pub enum Procedure {
 }
 
 impl Procedure {
-    pub const ALL: [Self; 4] = [Self::Track, Self::TrackBatch, Self::GetStats, Self::ForceFlush];
+    pub const ALL: [Self; 4] = [
+        Self::Track,
+        Self::TrackBatch,
+        Self::GetStats,
+        Self::ForceFlush,
+    ];
 
     /// The method name (JSON-RPC) and path (tRPC).
     pub fn path(self) -> &'static str {
@@ -45,7 +50,9 @@ impl Procedure {
     }
 
     pub fn from_path(path: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|procedure| procedure.path() == path)
+        Self::ALL
+            .into_iter()
+            .find(|procedure| procedure.path() == path)
     }
 
     /// Queries are read-only (tRPC serves them over GET); everything else is a mutation.
@@ -95,7 +102,10 @@ impl EventIngestion {
         input: Option<Value>,
     ) -> Result<TrackEventOutput, ApiError> {
         let caller = self.auth.authenticate(context)?;
-        let valid = self.pipeline.validate(input).map_err(ApiError::validation)?;
+        let valid = self
+            .pipeline
+            .validate(input)
+            .map_err(ApiError::validation)?;
         Ok(self.pipeline.accept(valid, &caller)?)
     }
 
@@ -204,7 +214,10 @@ fn expect_no_input(input: Option<Value>) -> Result<(), ApiError> {
         Some(Value::Object(fields)) => {
             let mut errors = ZodError::default();
             let keys: Vec<String> = fields.keys().map(|key| format!("'{key}'")).collect();
-            errors.form(format!("Unrecognized key(s) in object: {}", keys.join(", ")));
+            errors.form(format!(
+                "Unrecognized key(s) in object: {}",
+                keys.join(", ")
+            ));
             Err(ApiError::validation(errors))
         }
         Some(_) => {

@@ -227,7 +227,14 @@ mod tests {
     fn cuid_accepts_v1_and_cuid2_and_rejects_the_rest() {
         assert!(cuid("cjld2cjxh0000qzrmn831i7rn").is_ok());
         assert!(cuid("tz4a98xxat96iws9zmbrgj3a").is_ok());
-        for bad in ["", "a", "Cjld2cjxh0000qzrmn831i7rn", "1abc", "abc-def", "c😀abc"] {
+        for bad in [
+            "",
+            "a",
+            "Cjld2cjxh0000qzrmn831i7rn",
+            "1abc",
+            "abc-def",
+            "c😀abc",
+        ] {
             assert!(cuid(bad).is_err(), "{bad}");
         }
     }
@@ -236,7 +243,13 @@ mod tests {
     fn urls_must_be_absolute_or_empty() {
         assert!(url_or_empty("").is_ok());
         assert!(url_or_empty("https://example.com/a?b=c").is_ok());
-        for bad in ["example.com", "https://", "https:///x", "not a url", "http://a b"] {
+        for bad in [
+            "example.com",
+            "https://",
+            "https:///x",
+            "not a url",
+            "http://a b",
+        ] {
             assert!(url_or_empty(bad).is_err(), "{bad}");
         }
     }

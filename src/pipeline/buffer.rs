@@ -92,7 +92,9 @@ impl Buffer {
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<EventRecord>> {
         // A panic while holding the lock cannot leave the deque half-updated.
-        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -120,7 +120,11 @@ impl Flusher {
         self.flush_batches(FlushReport::default(), true).await
     }
 
-    async fn flush_batches(&self, mut total: FlushReport, until_empty: bool) -> Result<FlushReport, FlushError> {
+    async fn flush_batches(
+        &self,
+        mut total: FlushReport,
+        until_empty: bool,
+    ) -> Result<FlushReport, FlushError> {
         loop {
             let batch = self.buffer.take(self.settings.batch_size);
             if batch.is_empty() {
@@ -220,5 +224,103 @@ impl Backoff {
 
     fn reset(&mut self) {
         self.current = self.initial;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::identity::Caller;
+    use crate::pipeline::clock::SystemClock;
+    use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
+    use crate::storage::{EventStore, MemoryStore};
+
+    fn config(batch_size: usize, capacity: usize) -> PipelineConfig {
+        let mut config = PipelineConfig::default();
+        config.flush.batch_size = batch_size;
+        config.buffer_capacity = capacity;
+        config.flush.shutdown_timeout = Duration::from_secs(5);
+        config
+    }
+
+    fn start(config: PipelineConfig) -> (Arc<Pipeline>, super::super::FlusherHandle, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::default());
+        let (pipeline, flusher) = Pipeline::start(config, store.clone(), Arc::new(SystemClock));
+        (pipeline, flusher, store)
+    }
+
+    fn track(pipeline: &Pipeline) -> Result<uuid::Uuid, PipelineError> {
+        let valid = pipeline
+            .validate(Some(json!({"eventType": "page_viewed"})))
+            .expect("valid");
+        pipeline
+            .accept(valid, &Caller::Anonymous)
+            .map(|output| output.event_id.expect("id"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_flushes_after_batch_timeout_and_not_before() {
+        let (pipeline, _flusher, store) = start(config(100, 1000));
+        track(&pipeline).expect("accepted");
+        tokio::time::sleep(Duration::from_millis(9_900)).await;
+        assert_eq!(store.events().len(), 0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.events().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_buffer_refuses_instead_of_growing() {
+        let (pipeline, _flusher, store) = start(config(2, 2));
+        store.set_unavailable(true);
+        track(&pipeline).expect("first");
+        track(&pipeline).expect("second");
+        tokio::task::yield_now().await;
+        let refused = track(&pipeline);
+        assert!(matches!(refused, Err(PipelineError::BufferFull(_))), "{refused:?}");
+        assert_eq!(pipeline.stats().counters.accepted, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_keeps_events_and_retries_with_backoff() {
+        let (pipeline, flusher, store) = start(config(100, 1000));
+        store.set_unavailable(true);
+        let ids: Vec<_> = (0..3).map(|_| track(&pipeline).expect("accepted")).collect();
+        let failed = pipeline.force_flush().await;
+        assert!(matches!(failed, Err(PipelineError::FlushFailed(_))), "{failed:?}");
+        assert_eq!(pipeline.buffer_len(), 3, "a failed flush keeps every event");
+        let stats = pipeline.stats();
+        assert_eq!(stats.counters.failed_flushes, 1);
+        assert_eq!(stats.health, crate::pipeline::stats::Health::Degraded);
+
+        store.set_unavailable(false);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let stored: Vec<_> = store.events().into_iter().map(|event| event.id).collect();
+        assert_eq!(stored, ids, "retried in order once the store is back");
+        assert!(pipeline.stats().counters.retries >= 1);
+        assert_eq!(pipeline.stats().health, crate::pipeline::stats::Health::Healthy);
+        assert_eq!(flusher.shutdown().await.remaining, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_retries_then_reports_what_it_could_not_write() {
+        let (pipeline, flusher, store) = start(config(100, 1000));
+        store.set_unavailable(true);
+        track(&pipeline).expect("accepted");
+        track(&pipeline).expect("accepted");
+        let report = flusher.shutdown().await;
+        assert_eq!(report.remaining, 2);
+        assert_eq!(store.count_events().await.ok(), None);
+        assert!(pipeline.stats().counters.retries >= 1, "shutdown retried before giving up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forced_flushes_after_shutdown_are_refused() {
+        let (pipeline, flusher, _store) = start(config(100, 1000));
+        flusher.shutdown().await;
+        assert!(matches!(pipeline.force_flush().await, Err(PipelineError::ShuttingDown)));
     }
 }

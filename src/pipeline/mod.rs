@@ -135,7 +135,11 @@ impl Pipeline {
     }
 
     /// Stamps the caller's identity on a valid event, gives it an id and buffers it.
-    pub fn accept(&self, valid: ValidEvent, caller: &Caller) -> Result<TrackEventOutput, PipelineError> {
+    pub fn accept(
+        &self,
+        valid: ValidEvent,
+        caller: &Caller,
+    ) -> Result<TrackEventOutput, PipelineError> {
         let record = self.record(valid, caller);
         let id = record.id;
         self.buffer.push(record)?;
@@ -165,7 +169,10 @@ impl Pipeline {
             brand_id: identity.brand_id,
             entity_id: input.entity_id,
             entity_type: input.entity_type.map(|t| t.as_str().to_owned()),
-            session_id: input.session_id.as_deref().and_then(|s| Uuid::try_parse(s).ok()),
+            session_id: input
+                .session_id
+                .as_deref()
+                .and_then(|s| Uuid::try_parse(s).ok()),
             props: input.props.map(serde_json::Value::Object),
             attribution: input.attribution.unwrap_or_default(),
             idempotency_key: input

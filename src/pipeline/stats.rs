@@ -123,7 +123,11 @@ impl Stats {
         };
         let consecutive = load(&self.consecutive_failures);
         let ratio = |part: u64, whole: u64, empty: f64| {
-            if whole == 0 { empty } else { part as f64 / whole as f64 }
+            if whole == 0 {
+                empty
+            } else {
+                part as f64 / whole as f64
+            }
         };
         let fill = ratio(buffer_size as u64, config.buffer_capacity as u64, 0.0);
         let health = if consecutive >= 3 || fill >= 0.9 {

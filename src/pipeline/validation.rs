@@ -42,7 +42,10 @@ impl Default for BusinessRules {
             required_props: required
                 .into_iter()
                 .map(|(event_type, props)| {
-                    (event_type.to_owned(), props.iter().map(|p| (*p).to_owned()).collect())
+                    (
+                        event_type.to_owned(),
+                        props.iter().map(|p| (*p).to_owned()).collect(),
+                    )
                 })
                 .collect(),
         }
@@ -148,7 +151,10 @@ fn check_business_rules(
         if size > rules.max_props_bytes {
             errors.field(
                 "props",
-                format!("must be at most {} bytes serialized (got {size})", rules.max_props_bytes),
+                format!(
+                    "must be at most {} bytes serialized (got {size})",
+                    rules.max_props_bytes
+                ),
             );
         }
     }
@@ -208,10 +214,10 @@ fn collect_validator_errors(errors: &ValidationErrors, prefix: &str, out: &mut Z
         match kind {
             ValidationErrorsKind::Field(failures) => {
                 for failure in failures {
-                    let message = failure
-                        .message
-                        .as_ref()
-                        .map_or_else(|| format!("failed rule {}", failure.code), ToString::to_string);
+                    let message = failure.message.as_ref().map_or_else(
+                        || format!("failed rule {}", failure.code),
+                        ToString::to_string,
+                    );
                     out.field(path.clone(), message);
                 }
             }
@@ -304,7 +310,8 @@ mod tests {
         assert_eq!(camel_case("event_type"), "eventType");
         assert_eq!(camel_case("utm_source"), "utmSource");
         assert_eq!(camel_case("props"), "props");
-        let errors = field_errors(json!({"eventType": "", "attribution": {"utmSource": "x".repeat(256)}}));
+        let errors =
+            field_errors(json!({"eventType": "", "attribution": {"utmSource": "x".repeat(256)}}));
         assert!(errors.contains_key("eventType"), "{errors:?}");
         assert!(errors.contains_key("attribution.utmSource"), "{errors:?}");
     }
@@ -312,9 +319,13 @@ mod tests {
     #[test]
     fn occurred_at_becomes_the_event_time() {
         let when = Utc::now() - chrono::Duration::hours(1);
-        let valid = validate(json!({"eventType": "x", "props": {"occurred_at": when.to_rfc3339()}}))
-            .expect("valid");
-        assert_eq!(valid.occurred_at.timestamp_millis(), when.timestamp_millis());
+        let valid =
+            validate(json!({"eventType": "x", "props": {"occurred_at": when.to_rfc3339()}}))
+                .expect("valid");
+        assert_eq!(
+            valid.occurred_at.timestamp_millis(),
+            when.timestamp_millis()
+        );
     }
 
     #[test]
@@ -322,6 +333,9 @@ mod tests {
         let errors = validate(json!({"source": "web"})).expect_err("invalid");
         assert_eq!(errors.field_errors["eventType"], ["Required"]);
         let errors = validate(json!({"eventType": "x", "userId": "u1"})).expect_err("invalid");
-        assert_eq!(errors.form_errors, ["Unrecognized key(s) in object: 'userId'"]);
+        assert_eq!(
+            errors.form_errors,
+            ["Unrecognized key(s) in object: 'userId'"]
+        );
     }
 }

@@ -28,12 +28,16 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<EventRecord>> {
-        self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn check_available(&self) -> Result<(), StorageError> {
         if self.unavailable.load(Ordering::SeqCst) {
-            Err(StorageError::Unavailable("memory store switched off".into()))
+            Err(StorageError::Unavailable(
+                "memory store switched off".into(),
+            ))
         } else {
             Ok(())
         }

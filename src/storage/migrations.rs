@@ -12,7 +12,10 @@ pub(super) const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqli
 /// Applies every pending migration of `migrations` on `connection`; returns how many ran.
 ///
 /// The harness blocks its thread, so it runs on the blocking pool.
-pub(super) async fn run<C>(connection: C, migrations: EmbeddedMigrations) -> Result<usize, StorageError>
+pub(super) async fn run<C>(
+    connection: C,
+    migrations: EmbeddedMigrations,
+) -> Result<usize, StorageError>
 where
     C: AsyncConnection + Send + 'static,
     C::Backend: Backend,

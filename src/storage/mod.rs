@@ -97,9 +97,14 @@ pub trait EventStore: Send + Sync + 'static {
 
 /// Opens the store a database URL names: `postgres://…`/`postgresql://…` for PostgreSQL,
 /// `sqlite://path`, `sqlite:path`, `file:path` or a bare path for SQLite.
-pub async fn connect(url: &str, options: &PoolOptions) -> Result<Arc<dyn EventStore>, StorageError> {
+pub async fn connect(
+    url: &str,
+    options: &PoolOptions,
+) -> Result<Arc<dyn EventStore>, StorageError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PostgresStore::connect(url, options).await?))
+        Ok(Arc::new(
+            postgres::PostgresStore::connect(url, options).await?,
+        ))
     } else {
         Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?))
     }

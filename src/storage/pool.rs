@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
+use deadpool::managed::Manager;
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
-use deadpool::managed::Manager;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError as ManagerError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolError as ManagerError,
+};
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 

@@ -8,12 +8,12 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
     HttpBody, Methods, ServerConfig, StopHandle, TowerServiceBuilder, serve_with_graceful_shutdown,
 };
 use serde_json::json;
 use tokio::net::TcpListener;
-use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use tower::Service;
 use tower::layer::util::{Identity, Stack};
 
@@ -45,12 +45,19 @@ impl Default for HttpSettings {
 
 /// Serves `methods` on `listener` until `stop` fires; each connection finishes its current
 /// requests before it closes.
-pub async fn serve(listener: TcpListener, methods: Methods, settings: HttpSettings, stop: StopHandle) {
+pub async fn serve(
+    listener: TcpListener,
+    methods: Methods,
+    settings: HttpSettings,
+    stop: StopHandle,
+) {
     let config = ServerConfig::builder()
         .max_request_body_size(settings.max_request_body_bytes)
         .max_response_body_size(u32::MAX)
         .max_connections(settings.max_connections)
-        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(settings.max_batch_len))
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(
+            settings.max_batch_len,
+        ))
         .build();
     let rpc_builder = jsonrpsee::server::Server::builder()
         .set_config(config)
@@ -76,7 +83,8 @@ pub async fn serve(listener: TcpListener, methods: Methods, settings: HttpSettin
         };
         let connection_stop = stop.clone();
         tokio::spawn(async move {
-            let connection_done = serve_with_graceful_shutdown(socket, service, connection_stop.clone().shutdown());
+            let connection_done =
+                serve_with_graceful_shutdown(socket, service, connection_stop.clone().shutdown());
             if let Err(error) = connection_done.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
@@ -99,7 +107,10 @@ impl Service<Request<Incoming>> for RouteService {
     type Error = BoxError;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -108,7 +119,10 @@ impl Service<Request<Incoming>> for RouteService {
         request.extensions_mut().insert(context);
         match request.uri().path() {
             "/" => {
-                let mut rpc = self.rpc_builder.clone().build(self.methods.clone(), self.stop.clone());
+                let mut rpc = self
+                    .rpc_builder
+                    .clone()
+                    .build(self.methods.clone(), self.stop.clone());
                 rpc.call(request).boxed()
             }
             path => {
@@ -135,9 +149,10 @@ pub fn error_response(error: &ApiError, path: &str) -> Response<HttpBody> {
     let mut response = Response::new(HttpBody::from(body.to_string()));
     *response.status_mut() =
         StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 

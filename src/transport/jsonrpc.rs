@@ -35,7 +35,10 @@ async fn call(
     service: &EventIngestion,
     extensions: &Extensions,
 ) -> Result<Value, ErrorObjectOwned> {
-    let context = extensions.get::<RequestContext>().cloned().unwrap_or_default();
+    let context = extensions
+        .get::<RequestContext>()
+        .cloned()
+        .unwrap_or_default();
     let result = match input_from_params(params) {
         Ok(input) => service.call(procedure, &context, input).await,
         Err(error) => {
@@ -65,11 +68,17 @@ fn input_from_params(params: &Params<'_>) -> Result<Option<Value>, ApiError> {
             ));
             Err(ApiError::validation(errors))
         }
-        _ => Err(ApiError::bad_request("Params must be an object or an array")),
+        _ => Err(ApiError::bad_request(
+            "Params must be an object or an array",
+        )),
     }
 }
 
 /// The wire form of an error: tRPC's number, message and data.
 pub fn to_error_object(error: &ApiError, path: &str) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(error.code.json_rpc_code(), error.message.clone(), Some(error.data(path)))
+    ErrorObjectOwned::owned(
+        error.code.json_rpc_code(),
+        error.message.clone(),
+        Some(error.data(path)),
+    )
 }

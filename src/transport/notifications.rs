@@ -45,8 +45,11 @@ where
 
 impl<S> RpcServiceT for ExecuteNotifications<S>
 where
-    S: RpcServiceT<MethodResponse = MethodResponse, BatchResponse = MethodResponse, NotificationResponse = MethodResponse>
-        + Clone
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Clone
         + Send
         + Sync
         + 'static,
@@ -81,7 +84,10 @@ where
         }
     }
 
-    fn notification<'a>(&self, notification: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+    fn notification<'a>(
+        &self,
+        notification: Notification<'a>,
+    ) -> impl Future<Output = MethodResponse> + Send + 'a {
         let inner = self.0.clone();
         async move {
             let extensions = notification.extensions.clone();

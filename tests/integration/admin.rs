@@ -28,16 +28,25 @@ async fn a_wrong_token_is_unauthorized_everywhere(backend: Backend) {
         ("eventIngestion.getStats", json!({})),
         ("eventIngestion.forceFlush", json!({})),
         ("eventIngestion.track", page_view()),
-        ("eventIngestion.trackBatch", json!({"events": [page_view()]})),
+        (
+            "eventIngestion.trackBatch",
+            json!({"events": [page_view()]}),
+        ),
     ] {
         let error = call(&client, method, input).await.expect_err(method);
         assert_error(&error, "UNAUTHORIZED", -32001);
     }
     let malformed = server.client_with_authorization(&format!("Token {ADMIN_TOKEN}"));
-    let error = call(&malformed, "eventIngestion.track", page_view()).await.expect_err("scheme");
+    let error = call(&malformed, "eventIngestion.track", page_view())
+        .await
+        .expect_err("scheme");
     assert_error(&error, "UNAUTHORIZED", -32001);
     server.force_flush().await;
-    assert_eq!(server.count().await, 0, "a refused caller's events are not stored");
+    assert_eq!(
+        server.count().await,
+        0,
+        "a refused caller's events are not stored"
+    );
 }
 
 async fn get_stats_has_the_contract_shape(backend: Backend) {
@@ -49,7 +58,9 @@ async fn get_stats_has_the_contract_shape(backend: Backend) {
     .await;
     server.track(page_view()).await;
     server.track(page_view()).await;
-    let _ = server.call("eventIngestion.track", json!({"eventType": ""})).await;
+    let _ = server
+        .call("eventIngestion.track", json!({"eventType": ""}))
+        .await;
     let stats = server.stats().await;
     assert_eq!(stats["bufferSize"], 2);
     assert_eq!(stats["isProcessing"], false);

@@ -26,7 +26,10 @@ async fn a_bad_item_fails_alone(backend: Backend) {
     assert_eq!(output["successful"], 2);
     assert_eq!(output["failed"], 2);
     let results = output["results"].as_array().expect("results");
-    let statuses: Vec<&str> = results.iter().map(|r| r["status"].as_str().expect("status")).collect();
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| r["status"].as_str().expect("status"))
+        .collect();
     assert_eq!(statuses, ["fulfilled", "rejected", "fulfilled", "rejected"]);
     for (index, result) in results.iter().enumerate() {
         assert_eq!(result["index"], index);
@@ -34,9 +37,15 @@ async fn a_bad_item_fails_alone(backend: Backend) {
     let rejected = &results[1]["error"];
     assert_eq!(rejected["code"], -32600);
     assert_eq!(rejected["data"]["code"], "BAD_REQUEST");
-    assert!(rejected["data"]["zodError"]["fieldErrors"]["props.view_duration_ms"].is_array(), "{rejected}");
+    assert!(
+        rejected["data"]["zodError"]["fieldErrors"]["props.view_duration_ms"].is_array(),
+        "{rejected}"
+    );
     assert_eq!(results[1]["data"], Value::Null);
-    assert_eq!(results[3]["error"]["data"]["zodError"]["formErrors"][0], "Expected object, received string");
+    assert_eq!(
+        results[3]["error"]["data"]["zodError"]["formErrors"][0],
+        "Expected object, received string"
+    );
 
     let accepted: Vec<Uuid> = [0, 2]
         .iter()
@@ -79,7 +88,11 @@ async fn empty_and_oversized_batches_are_bad_requests(backend: Backend) {
         );
     }
     server.force_flush().await;
-    assert_eq!(server.count().await, 0, "nothing of a refused batch is stored");
+    assert_eq!(
+        server.count().await,
+        0,
+        "nothing of a refused batch is stored"
+    );
 }
 
 async fn batch_input_must_have_events(backend: Backend) {
@@ -90,8 +103,14 @@ async fn batch_input_must_have_events(backend: Backend) {
         .expect_err("wrong key");
     assert_error(&error, "BAD_REQUEST", -32600);
     let error = server
-        .call("eventIngestion.trackBatch", json!({"events": {"0": page_view()}}))
+        .call(
+            "eventIngestion.trackBatch",
+            json!({"events": {"0": page_view()}}),
+        )
         .await
         .expect_err("events must be an array");
-    assert!(error_data(&error)["zodError"]["fieldErrors"]["events"].is_array(), "{error:?}");
+    assert!(
+        error_data(&error)["zodError"]["fieldErrors"]["events"].is_array(),
+        "{error:?}"
+    );
 }

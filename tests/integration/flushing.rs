@@ -20,7 +20,11 @@ async fn a_full_batch_flushes_at_once(backend: Backend) {
         server.track(page_view()).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(server.count().await, 0, "4 < batch size: nothing written yet (timer is 1 h)");
+    assert_eq!(
+        server.count().await,
+        0,
+        "4 < batch size: nothing written yet (timer is 1 h)"
+    );
     server.track(page_view()).await;
     assert_eq!(server.wait_for_count(5, Duration::from_secs(10)).await, 5);
     let stats = server.stats().await;
@@ -47,7 +51,10 @@ async fn force_flush_reports_what_it_wrote(backend: Backend) {
     let flush = server.force_flush().await;
     assert_eq!(flush["flushed"], true);
     assert_eq!(flush["persisted"], 3);
-    assert!(flush["message"].as_str().expect("message").contains('3'), "{flush}");
+    assert!(
+        flush["message"].as_str().expect("message").contains('3'),
+        "{flush}"
+    );
     assert_eq!(server.count().await, 3);
 
     let again = server.force_flush().await;
@@ -70,5 +77,8 @@ async fn batches_larger_than_one_statement_are_written(backend: Backend) {
             .await
             .expect("batch");
     }
-    assert_eq!(server.wait_for_count(2500, Duration::from_secs(30)).await, 2500);
+    assert_eq!(
+        server.wait_for_count(2500, Duration::from_secs(30)).await,
+        2500
+    );
 }

@@ -29,8 +29,17 @@ async fn params_by_name_and_by_position(backend: Backend) {
     let server = TestServer::start(backend).await;
     let url = server.http_url();
     for params in [page_view(), json!([page_view()])] {
-        let response = post(&url, request(1, "eventIngestion.track", Some(params)).to_string(), &[]).await;
-        assert_eq!(response.body["result"]["status"], "accepted", "{}", response.text);
+        let response = post(
+            &url,
+            request(1, "eventIngestion.track", Some(params)).to_string(),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            response.body["result"]["status"], "accepted",
+            "{}",
+            response.text
+        );
     }
     let admin = format!("Bearer {ADMIN_TOKEN}");
     for params in [None, Some(json!({})), Some(json!([])), Some(json!([{}]))] {
@@ -40,17 +49,31 @@ async fn params_by_name_and_by_position(backend: Backend) {
             &[("authorization", &admin)],
         )
         .await;
-        assert_eq!(response.body["result"]["bufferSize"], 2, "{params:?}: {}", response.text);
+        assert_eq!(
+            response.body["result"]["bufferSize"], 2,
+            "{params:?}: {}",
+            response.text
+        );
     }
     let response = post(
         &url,
-        request(3, "eventIngestion.track", Some(json!([page_view(), page_view()]))).to_string(),
+        request(
+            3,
+            "eventIngestion.track",
+            Some(json!([page_view(), page_view()])),
+        )
+        .to_string(),
         &[],
     )
     .await;
     assert_eq!(response.body["error"]["code"], -32600, "{}", response.text);
     assert_eq!(response.body["error"]["data"]["code"], "BAD_REQUEST");
-    let response = post(&url, request(4, "eventIngestion.track", Some(json!(["text"]))).to_string(), &[]).await;
+    let response = post(
+        &url,
+        request(4, "eventIngestion.track", Some(json!(["text"]))).to_string(),
+        &[],
+    )
+    .await;
     assert_eq!(
         response.body["error"]["data"]["zodError"]["formErrors"][0],
         "Expected object, received string",
@@ -86,14 +109,29 @@ async fn batches_answer_each_call_in_kind(backend: Backend) {
 
 async fn notifications_are_tracked_without_a_reply(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let notification = json!({"jsonrpc": "2.0", "method": "eventIngestion.track", "params": page_view()});
+    let notification =
+        json!({"jsonrpc": "2.0", "method": "eventIngestion.track", "params": page_view()});
     let response = post(&server.http_url(), notification.to_string(), &[]).await;
     assert!(response.status.is_success(), "{}", response.status);
-    assert_eq!(response.body, Value::Null, "a notification gets no reply: {}", response.text);
+    assert_eq!(
+        response.body,
+        Value::Null,
+        "a notification gets no reply: {}",
+        response.text
+    );
 
-    let batch = json!([notification, notification, request(1, "eventIngestion.track", Some(page_view()))]);
+    let batch = json!([
+        notification,
+        notification,
+        request(1, "eventIngestion.track", Some(page_view()))
+    ]);
     let response = post(&server.http_url(), batch.to_string(), &[]).await;
-    assert_eq!(response.body.as_array().map(Vec::len), Some(1), "{}", response.text);
+    assert_eq!(
+        response.body.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        response.text
+    );
 
     let only_notifications = json!([notification]);
     let response = post(&server.http_url(), only_notifications.to_string(), &[]).await;
@@ -109,11 +147,21 @@ async fn protocol_errors_are_reported(backend: Backend) {
     let url = server.http_url();
     let response = post(&url, "{not json", &[]).await;
     assert_eq!(response.body["error"]["code"], -32700, "{}", response.text);
-    let response = post(&url, request(1, "eventIngestion.unknown", None).to_string(), &[]).await;
+    let response = post(
+        &url,
+        request(1, "eventIngestion.unknown", None).to_string(),
+        &[],
+    )
+    .await;
     assert_eq!(response.body["error"]["code"], -32601, "{}", response.text);
     let response = post(&url, json!({"jsonrpc": "2.0", "id": 1}).to_string(), &[]).await;
     assert_eq!(response.body["error"]["code"], -32600, "{}", response.text);
-    let response = post(&url, request(1, "eventIngestion.track", Some(json!("text"))).to_string(), &[]).await;
+    let response = post(
+        &url,
+        request(1, "eventIngestion.track", Some(json!("text"))).to_string(),
+        &[],
+    )
+    .await;
     assert!(response.body["error"]["code"].is_i64(), "{}", response.text);
     assert!(response.status.as_u16() < 500);
 }

@@ -28,7 +28,10 @@ async fn stopping_drains_the_buffer(backend: Backend) {
     assert_eq!(report.remaining, 0);
     server.restart().await;
     for id in ids {
-        assert!(server.stored(id).await.is_some(), "{id} survived the shutdown");
+        assert!(
+            server.stored(id).await.is_some(),
+            "{id} survived the shutdown"
+        );
     }
 }
 
@@ -53,9 +56,13 @@ async fn drains_on_signal(backend: Backend, signal: &str) {
     let mut accepted = 0;
     for _ in 0..4 {
         let events: Vec<Value> = (0..5).map(|_| page_view()).collect();
-        let output = call(&client, "eventIngestion.trackBatch", json!({"events": events}))
-            .await
-            .expect("batch");
+        let output = call(
+            &client,
+            "eventIngestion.trackBatch",
+            json!({"events": events}),
+        )
+        .await
+        .expect("batch");
         accepted += output["successful"].as_u64().expect("count");
     }
     assert_eq!(accepted, 20);
@@ -96,7 +103,10 @@ fn spawn_sluice(database_url: &str, port: u16) -> Child {
 
 async fn wait_until_listening(port: u16, child: &mut Child) {
     for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -121,4 +131,3 @@ async fn wait_for_exit(child: &mut Child, limit: Duration) -> std::process::Exit
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-

@@ -45,14 +45,21 @@ async fn track_stores_every_field(backend: Backend) {
             }
         }))
         .await;
-    assert_eq!(server.stored(id).await, None, "nothing is written before a flush");
+    assert_eq!(
+        server.stored(id).await,
+        None,
+        "nothing is written before a flush"
+    );
     let flush = server.force_flush().await;
     assert_eq!(flush["persisted"], 1, "{flush}");
 
     let stored = server.stored(id).await.expect("stored");
     assert_eq!(stored.event_type, "asset_viewed");
     assert_eq!(stored.source, "mobile");
-    assert_eq!(stored.entity_id.as_deref(), Some("cjld2cjxh0000qzrmn831i7rn"));
+    assert_eq!(
+        stored.entity_id.as_deref(),
+        Some("cjld2cjxh0000qzrmn831i7rn")
+    );
     assert_eq!(stored.entity_type.as_deref(), Some("asset"));
     assert_eq!(stored.session_id, Some(session));
     assert_eq!(stored.idempotency_key, Some(key));
@@ -66,9 +73,18 @@ async fn track_stores_every_field(backend: Backend) {
     assert_eq!(stored.attribution.utm_campaign.as_deref(), Some("launch"));
     assert_eq!(stored.attribution.utm_term.as_deref(), Some("rust"));
     assert_eq!(stored.attribution.utm_content.as_deref(), Some("hero"));
-    assert_eq!(stored.attribution.referrer.as_deref(), Some("https://news.example.com/a"));
-    assert_eq!(stored.attribution.landing_page.as_deref(), Some("https://app.example.com/?x=1"));
-    assert_eq!(stored.occurred_at.timestamp_millis(), occurred_at.timestamp_millis());
+    assert_eq!(
+        stored.attribution.referrer.as_deref(),
+        Some("https://news.example.com/a")
+    );
+    assert_eq!(
+        stored.attribution.landing_page.as_deref(),
+        Some("https://app.example.com/?x=1")
+    );
+    assert_eq!(
+        stored.occurred_at.timestamp_millis(),
+        occurred_at.timestamp_millis()
+    );
     assert!(stored.received_at >= before - chrono::Duration::seconds(1));
     assert!(stored.received_at <= Utc::now());
 }
@@ -85,7 +101,10 @@ async fn event_ids_are_fresh_uuid_v7(backend: Backend) {
     let stored = server.stored(minimal).await.expect("stored");
     assert_eq!(stored.source, "web", "source defaults to web");
     assert_eq!(stored.props, None);
-    assert_eq!(stored.occurred_at, stored.received_at, "no occurred_at: the receive time");
+    assert_eq!(
+        stored.occurred_at, stored.received_at,
+        "no occurred_at: the receive time"
+    );
 }
 
 async fn track_works_over_websocket(backend: Backend) {

@@ -31,7 +31,11 @@ async fn assert_rejected(backend: Backend, input: Value, field: &str) {
             messages.is_some_and(|m| !m.is_empty()),
             "expected a field error on {field} for {input}: {data}"
         );
-        assert!(error.message().contains(field), "message names the field: {}", error.message());
+        assert!(
+            error.message().contains(field),
+            "message names the field: {}",
+            error.message()
+        );
     }
     server.force_flush().await;
     assert_eq!(server.count().await, 0);
@@ -119,7 +123,10 @@ async fn missing_input_is_a_form_error(backend: Backend) {
     let response = send(r#","params":{}"#).await;
     let error = &response.body["error"];
     assert_eq!(error["code"], -32600, "{}", response.text);
-    assert_eq!(error["data"]["zodError"]["fieldErrors"]["eventType"][0], "Required");
+    assert_eq!(
+        error["data"]["zodError"]["fieldErrors"]["eventType"][0],
+        "Required"
+    );
     for no_input in ["", r#","params":[]"#, r#","params":null"#] {
         let response = send(no_input).await;
         let error = &response.body["error"];

@@ -9,7 +9,10 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::{Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations, pool};
+use super::{
+    Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations,
+    pool,
+};
 use crate::event::EventRecord;
 use models::EventRow;
 use schema::events;
@@ -77,7 +80,9 @@ impl EventStore for PostgresStore {
 
     async fn ping(&self) -> Result<(), StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
-        diesel::sql_query("SELECT 1").execute(&mut connection).await?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut connection)
+            .await?;
         Ok(())
     }
 

@@ -7,14 +7,17 @@ mod models;
 pub mod schema;
 
 use async_trait::async_trait;
-use diesel::prelude::*;
 use diesel::SqliteConnection;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
-use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::{Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations, pool};
+use super::{
+    Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations,
+    pool,
+};
 use crate::event::EventRecord;
 use models::EventRow;
 use schema::events;
@@ -105,7 +108,9 @@ impl EventStore for SqliteStore {
 
     async fn ping(&self) -> Result<(), StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
-        diesel::sql_query("SELECT 1").execute(&mut connection).await?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut connection)
+            .await?;
         Ok(())
     }
 
@@ -121,7 +126,10 @@ mod tests {
     #[test]
     fn urls_name_a_file() {
         assert_eq!(database_path("sqlite://sluice.db").ok(), Some("sluice.db"));
-        assert_eq!(database_path("sqlite:/var/lib/s.db").ok(), Some("/var/lib/s.db"));
+        assert_eq!(
+            database_path("sqlite:/var/lib/s.db").ok(),
+            Some("/var/lib/s.db")
+        );
         assert_eq!(database_path("data/s.db").ok(), Some("data/s.db"));
         assert!(database_path("sqlite://:memory:").is_err());
         assert!(database_path("").is_err());

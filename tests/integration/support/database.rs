@@ -115,9 +115,10 @@ struct DatabaseName {
 }
 
 async fn drop_stale_databases(admin: &mut AsyncPgConnection) {
-    let Ok(names) = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'sluice_test_%'")
-        .load::<DatabaseName>(admin)
-        .await
+    let Ok(names) =
+        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'sluice_test_%'")
+            .load::<DatabaseName>(admin)
+            .await
     else {
         return;
     };

@@ -92,7 +92,9 @@ impl TestServer {
 
     async fn boot(config: &Config) -> RunningServer {
         let listener = TcpListener::bind(config.bind).await.expect("bind");
-        RunningServer::start(config, listener).await.expect("server starts")
+        RunningServer::start(config, listener)
+            .await
+            .expect("server starts")
     }
 
     fn running(&self) -> &RunningServer {
@@ -206,14 +208,21 @@ impl TestServer {
 }
 
 /// Calls `method` with `input` as named params (`{}` → no params).
-pub async fn call(client: &impl ClientT, method: &str, input: Value) -> Result<Value, ErrorObjectOwned> {
+pub async fn call(
+    client: &impl ClientT,
+    method: &str,
+    input: Value,
+) -> Result<Value, ErrorObjectOwned> {
     let mut params = ObjectParams::new();
     if let Value::Object(fields) = input {
         for (name, value) in fields {
             params.insert(&name, value).expect("param");
         }
     }
-    client.request(method, params).await.map_err(into_error_object)
+    client
+        .request(method, params)
+        .await
+        .map_err(into_error_object)
 }
 
 pub fn into_error_object(error: ClientError) -> ErrorObjectOwned {

@@ -25,14 +25,24 @@ pub async fn post(url: &str, body: impl Into<Bytes>, headers: &[(&str, &str)]) -
 }
 
 pub async fn get(url: &str) -> RawResponse {
-    send(Request::get(url).body(Full::new(Bytes::new())).expect("request")).await
+    send(
+        Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .expect("request"),
+    )
+    .await
 }
 
 async fn send(request: Request<Full<Bytes>>) -> RawResponse {
     let client = Client::builder(TokioExecutor::new()).build_http();
     let response = client.request(request).await.expect("HTTP round trip");
     let status = response.status();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = if text.trim().is_empty() {
         Value::Null
