@@ -143,6 +143,10 @@ pub struct Config {
     )]
     pub max_connections: u32,
 
+    /// Log format: text for people, json for log pipelines.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
     /// How long shutdown keeps retrying to write buffered events, in seconds.
     #[arg(
         long,
@@ -151,6 +155,13 @@ pub struct Config {
         global = true
     )]
     pub shutdown_timeout_seconds: u64,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A setting that contradicts another or makes no sense.

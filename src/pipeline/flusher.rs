@@ -247,7 +247,9 @@ mod tests {
         config
     }
 
-    fn start(config: PipelineConfig) -> (Arc<Pipeline>, super::super::FlusherHandle, Arc<MemoryStore>) {
+    fn start(
+        config: PipelineConfig,
+    ) -> (Arc<Pipeline>, super::super::FlusherHandle, Arc<MemoryStore>) {
         let store = Arc::new(MemoryStore::default());
         let (pipeline, flusher) = Pipeline::start(config, store.clone(), Arc::new(SystemClock));
         (pipeline, flusher, store)
@@ -280,7 +282,10 @@ mod tests {
         track(&pipeline).expect("second");
         tokio::task::yield_now().await;
         let refused = track(&pipeline);
-        assert!(matches!(refused, Err(PipelineError::BufferFull(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(PipelineError::BufferFull(_))),
+            "{refused:?}"
+        );
         assert_eq!(pipeline.stats().counters.accepted, 2);
     }
 
@@ -288,9 +293,14 @@ mod tests {
     async fn an_outage_keeps_events_and_retries_with_backoff() {
         let (pipeline, flusher, store) = start(config(100, 1000));
         store.set_unavailable(true);
-        let ids: Vec<_> = (0..3).map(|_| track(&pipeline).expect("accepted")).collect();
+        let ids: Vec<_> = (0..3)
+            .map(|_| track(&pipeline).expect("accepted"))
+            .collect();
         let failed = pipeline.force_flush().await;
-        assert!(matches!(failed, Err(PipelineError::FlushFailed(_))), "{failed:?}");
+        assert!(
+            matches!(failed, Err(PipelineError::FlushFailed(_))),
+            "{failed:?}"
+        );
         assert_eq!(pipeline.buffer_len(), 3, "a failed flush keeps every event");
         let stats = pipeline.stats();
         assert_eq!(stats.counters.failed_flushes, 1);
@@ -301,7 +311,10 @@ mod tests {
         let stored: Vec<_> = store.events().into_iter().map(|event| event.id).collect();
         assert_eq!(stored, ids, "retried in order once the store is back");
         assert!(pipeline.stats().counters.retries >= 1);
-        assert_eq!(pipeline.stats().health, crate::pipeline::stats::Health::Healthy);
+        assert_eq!(
+            pipeline.stats().health,
+            crate::pipeline::stats::Health::Healthy
+        );
         assert_eq!(flusher.shutdown().await.remaining, 0);
     }
 
@@ -314,13 +327,19 @@ mod tests {
         let report = flusher.shutdown().await;
         assert_eq!(report.remaining, 2);
         assert_eq!(store.count_events().await.ok(), None);
-        assert!(pipeline.stats().counters.retries >= 1, "shutdown retried before giving up");
+        assert!(
+            pipeline.stats().counters.retries >= 1,
+            "shutdown retried before giving up"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn forced_flushes_after_shutdown_are_refused() {
         let (pipeline, flusher, _store) = start(config(100, 1000));
         flusher.shutdown().await;
-        assert!(matches!(pipeline.force_flush().await, Err(PipelineError::ShuttingDown)));
+        assert!(matches!(
+            pipeline.force_flush().await,
+            Err(PipelineError::ShuttingDown)
+        ));
     }
 }

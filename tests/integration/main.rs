@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod batch;
+mod cli;
 mod flushing;
 mod jsonrpc_protocol;
 mod shutdown;

@@ -1,0 +1,51 @@
+//! The `sluice` binary's subcommands and start-up checks.
+
+use std::process::Command;
+
+use sluice::storage::{self, PoolOptions};
+
+use crate::backend_tests;
+use crate::support::{Backend, TestDatabase};
+
+backend_tests!(migrate_creates_the_schema_once);
+
+async fn migrate_creates_the_schema_once(backend: Backend) {
+    let database = TestDatabase::create(&backend).await;
+    for run in ["first", "second"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("migrate")
+            .env("SLUICE_DATABASE_URL", &database.url)
+            .output()
+            .expect("run sluice migrate");
+        let log = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{run} migrate failed: {log}");
+        let applied = if run == "first" {
+            "applied=1"
+        } else {
+            "applied=0"
+        };
+        assert!(
+            log.contains(applied),
+            "{run} run should report {applied}: {log}"
+        );
+    }
+    let store = storage::connect(&database.url, &PoolOptions::default())
+        .await
+        .expect("open");
+    assert_eq!(store.count_events().await.expect("events table exists"), 0);
+}
+
+#[test]
+fn contradictory_settings_refuse_to_boot() {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--batch-size", "500", "--buffer-capacity", "100", "migrate"])
+        .env("SLUICE_DATABASE_URL", "sqlite://never-created.db")
+        .output()
+        .expect("run sluice");
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(log.contains("buffer capacity"), "{log}");
+    assert!(!std::path::Path::new("never-created.db").exists());
+}
