@@ -95,6 +95,16 @@ pub struct Config {
     )]
     pub dedup_ttl_seconds: u64,
 
+    /// Most fingerprints kept in memory for deduplication; past it the oldest are forgotten
+    /// early (the database's unique index still catches their duplicates).
+    #[arg(
+        long,
+        env = "SLUICE_DEDUP_MAX_ENTRIES",
+        default_value_t = 1_000_000,
+        global = true
+    )]
+    pub dedup_max_entries: usize,
+
     /// Enrich events (user agent, geo, session, attribution).
     #[arg(long, env = "SLUICE_ENRICHMENT", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub enrichment: bool,
@@ -237,6 +247,8 @@ impl Config {
             enable_deduplication: self.dedup,
             enable_enrichment: self.enrichment,
             dedup_ttl: Duration::from_secs(self.dedup_ttl_seconds),
+            dedup_cache_capacity: self.dedup_max_entries,
+            idempotency_cache_ttl: defaults.idempotency_cache_ttl,
             rules: BusinessRules {
                 max_future_skew: Duration::from_secs(self.max_future_skew_seconds),
                 max_event_age: Duration::from_secs(self.max_event_age_days * 24 * 60 * 60),

@@ -106,7 +106,7 @@ impl EventIngestion {
             .pipeline
             .validate(input)
             .map_err(ApiError::validation)?;
-        Ok(self.pipeline.accept(valid, &caller)?)
+        Ok(self.pipeline.accept(valid, &caller, context).await?)
     }
 
     /// `eventIngestion.trackBatch`: each item is validated and accepted on its own.
@@ -128,36 +128,35 @@ impl EventIngestion {
             );
             return Err(ApiError::validation(errors));
         }
-        let results: Vec<BatchItemResult> = batch
-            .events
-            .into_iter()
-            .enumerate()
-            .map(|(index, raw)| {
-                let outcome = self
+        let mut results = Vec::with_capacity(batch.events.len());
+        for (index, raw) in batch.events.into_iter().enumerate() {
+            let outcome = match self.pipeline.validate(Some(raw)) {
+                Ok(valid) => self
                     .pipeline
-                    .validate(Some(raw))
-                    .map_err(ApiError::validation)
-                    .and_then(|valid| Ok(self.pipeline.accept(valid, &caller)?));
-                match outcome {
-                    Ok(data) => BatchItemResult {
-                        index,
-                        status: SettledStatus::Fulfilled,
-                        data: Some(data),
-                        error: None,
-                    },
-                    Err(error) => BatchItemResult {
-                        index,
-                        status: SettledStatus::Rejected,
-                        data: None,
-                        error: Some(ItemError {
-                            code: error.code.json_rpc_code(),
-                            data: error.data(Procedure::TrackBatch.path()),
-                            message: error.message,
-                        }),
-                    },
-                }
-            })
-            .collect();
+                    .accept(valid, &caller, context)
+                    .await
+                    .map_err(ApiError::from),
+                Err(errors) => Err(ApiError::validation(errors)),
+            };
+            results.push(match outcome {
+                Ok(data) => BatchItemResult {
+                    index,
+                    status: SettledStatus::Fulfilled,
+                    data: Some(data),
+                    error: None,
+                },
+                Err(error) => BatchItemResult {
+                    index,
+                    status: SettledStatus::Rejected,
+                    data: None,
+                    error: Some(ItemError {
+                        code: error.code.json_rpc_code(),
+                        data: error.data(Procedure::TrackBatch.path()),
+                        message: error.message,
+                    }),
+                },
+            });
+        }
         let successful = results
             .iter()
             .filter(|result| result.status == SettledStatus::Fulfilled)
@@ -246,6 +245,13 @@ impl From<PipelineError> for ApiError {
             PipelineError::FlushFailed(failure) => {
                 ApiError::unavailable(format!("Flush failed: {failure}"), 1)
             }
+            PipelineError::KeyCheckFailed(error) => ApiError::unavailable(
+                format!(
+                    "Could not check the idempotency key ({}); retry with the same key",
+                    error.tag()
+                ),
+                1,
+            ),
             PipelineError::ShuttingDown => {
                 ApiError::unavailable("The server is shutting down; retry on another node", 1)
             }

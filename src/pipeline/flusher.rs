@@ -136,7 +136,11 @@ impl Flusher {
             self.stats.is_processing.store(false, Ordering::Relaxed);
             match written {
                 Ok(persisted) => {
-                    self.stats.record_flush(started.elapsed(), persisted as u64);
+                    self.stats.record_flush(
+                        started.elapsed(),
+                        batch.len() as u64,
+                        persisted as u64,
+                    );
                     tracing::debug!(events = batch.len(), persisted, "flushed batch");
                     total.flushed += batch.len();
                     total.persisted += persisted;
@@ -255,19 +259,22 @@ mod tests {
         (pipeline, flusher, store)
     }
 
-    fn track(pipeline: &Pipeline) -> Result<uuid::Uuid, PipelineError> {
+    async fn track(pipeline: &Pipeline) -> Result<uuid::Uuid, PipelineError> {
         let valid = pipeline
-            .validate(Some(json!({"eventType": "page_viewed"})))
+            .validate(Some(
+                json!({"eventType": "page_viewed", "props": {"n": uuid::Uuid::now_v7()}}),
+            ))
             .expect("valid");
         pipeline
-            .accept(valid, &Caller::Anonymous)
+            .accept(valid, &Caller::Anonymous, &Default::default())
+            .await
             .map(|output| output.event_id.expect("id"))
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_timer_flushes_after_batch_timeout_and_not_before() {
         let (pipeline, _flusher, store) = start(config(100, 1000));
-        track(&pipeline).expect("accepted");
+        track(&pipeline).await.expect("accepted");
         tokio::time::sleep(Duration::from_millis(9_900)).await;
         assert_eq!(store.events().len(), 0);
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -278,10 +285,10 @@ mod tests {
     async fn a_full_buffer_refuses_instead_of_growing() {
         let (pipeline, _flusher, store) = start(config(2, 2));
         store.set_unavailable(true);
-        track(&pipeline).expect("first");
-        track(&pipeline).expect("second");
+        track(&pipeline).await.expect("first");
+        track(&pipeline).await.expect("second");
         tokio::task::yield_now().await;
-        let refused = track(&pipeline);
+        let refused = track(&pipeline).await;
         assert!(
             matches!(refused, Err(PipelineError::BufferFull(_))),
             "{refused:?}"
@@ -293,9 +300,10 @@ mod tests {
     async fn an_outage_keeps_events_and_retries_with_backoff() {
         let (pipeline, flusher, store) = start(config(100, 1000));
         store.set_unavailable(true);
-        let ids: Vec<_> = (0..3)
-            .map(|_| track(&pipeline).expect("accepted"))
-            .collect();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(track(&pipeline).await.expect("accepted"));
+        }
         let failed = pipeline.force_flush().await;
         assert!(
             matches!(failed, Err(PipelineError::FlushFailed(_))),
@@ -322,8 +330,8 @@ mod tests {
     async fn shutdown_retries_then_reports_what_it_could_not_write() {
         let (pipeline, flusher, store) = start(config(100, 1000));
         store.set_unavailable(true);
-        track(&pipeline).expect("accepted");
-        track(&pipeline).expect("accepted");
+        track(&pipeline).await.expect("accepted");
+        track(&pipeline).await.expect("accepted");
         let report = flusher.shutdown().await;
         assert_eq!(report.remaining, 2);
         assert_eq!(store.count_events().await.ok(), None);

@@ -4,6 +4,7 @@
 
 pub mod buffer;
 pub mod clock;
+pub mod dedup;
 pub mod flusher;
 pub mod stats;
 pub mod validation;
@@ -17,10 +18,11 @@ use uuid::Uuid;
 
 use crate::api::types::{TrackEventOutput, TrackStatus};
 use crate::event::EventRecord;
-use crate::identity::Caller;
-use crate::storage::EventStore;
+use crate::identity::{Caller, RequestContext};
+use crate::storage::{EventStore, StorageError};
 use buffer::{Buffer, BufferFull};
 use clock::Clock;
+use dedup::{FingerprintParts, TtlCache, fingerprint};
 use flusher::{Command, FlushError, FlushReport, FlushSettings, Flusher};
 use stats::{PoolReport, Stats, StatsConfig, StatsReport};
 use validation::{BusinessRules, ValidEvent};
@@ -33,6 +35,10 @@ pub struct PipelineConfig {
     pub enable_deduplication: bool,
     pub enable_enrichment: bool,
     pub dedup_ttl: Duration,
+    /// Most fingerprints (and, separately, idempotency keys) remembered in memory.
+    pub dedup_cache_capacity: usize,
+    /// How long an idempotency key is remembered in memory; the database remembers it forever.
+    pub idempotency_cache_ttl: Duration,
     pub rules: BusinessRules,
 }
 
@@ -50,6 +56,8 @@ impl Default for PipelineConfig {
             enable_deduplication: true,
             enable_enrichment: true,
             dedup_ttl: Duration::from_secs(60),
+            dedup_cache_capacity: 1_000_000,
+            idempotency_cache_ttl: Duration::from_secs(600),
             rules: BusinessRules::default(),
         }
     }
@@ -64,6 +72,9 @@ pub enum PipelineError {
     FlushFailed(#[from] FlushError),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The idempotency key could not be checked against the database.
+    #[error("idempotency key check failed: {0}")]
+    KeyCheckFailed(#[source] StorageError),
 }
 
 /// The running pipeline, shared by every request.
@@ -74,6 +85,10 @@ pub struct Pipeline {
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
     commands: mpsc::Sender<Command>,
+    /// Fingerprint → (event id, its idempotency key) of recently accepted events.
+    recent_fingerprints: TtlCache<String, (Uuid, Option<Uuid>)>,
+    /// Idempotency key → event id of recently claimed keys.
+    recent_keys: TtlCache<Uuid, Uuid>,
 }
 
 /// Owns the flusher task; [`FlusherHandle::shutdown`] drains the buffer and stops it.
@@ -100,6 +115,8 @@ impl Pipeline {
         };
         let task = tokio::spawn(flusher.run(receiver));
         let pipeline = Arc::new(Self {
+            recent_fingerprints: TtlCache::new(config.dedup_ttl, config.dedup_cache_capacity),
+            recent_keys: TtlCache::new(config.idempotency_cache_ttl, config.dedup_cache_capacity),
             config,
             buffer,
             stats,
@@ -134,15 +151,66 @@ impl Pipeline {
         result
     }
 
-    /// Stamps the caller's identity on a valid event, gives it an id and buffers it.
-    pub fn accept(
+    /// Stamps the caller's identity on a valid event, gives it an id, and buffers it, unless
+    /// it repeats an idempotency key (`replayed`) or a recent event (`duplicate`).
+    ///
+    /// Only events with an idempotency key wait for the database: their key is claimed there,
+    /// atomically, so that a repeat finds the original on any node and after restarts.
+    pub async fn accept(
         &self,
         valid: ValidEvent,
         caller: &Caller,
+        context: &RequestContext,
     ) -> Result<TrackEventOutput, PipelineError> {
-        let record = self.record(valid, caller);
+        let record = self.record(valid, caller, context);
         let id = record.id;
-        self.buffer.push(record)?;
+        let key = record.idempotency_key;
+        if let Some(original) = key.and_then(|key| self.recent_keys.get(&key)) {
+            return Ok(self.replayed(original));
+        }
+        let fingerprint = record.dedup_fingerprint.clone();
+        if let Some(fingerprint) = &fingerprint {
+            if let Some((original, original_key)) = self
+                .recent_fingerprints
+                .insert_if_absent(fingerprint.clone(), (id, key))
+            {
+                return Ok(if key.is_some() && original_key == key {
+                    self.replayed(original)
+                } else {
+                    self.duplicate(original)
+                });
+            }
+        }
+        let undo_fingerprint = || {
+            if let Some(fingerprint) = &fingerprint {
+                self.recent_fingerprints.remove_if(fingerprint, &(id, key));
+            }
+        };
+        if let Some(key) = key {
+            match self.store.claim_idempotency_key(key, id).await {
+                Ok(owner) => {
+                    self.recent_keys.set(key, owner);
+                    if owner != id {
+                        undo_fingerprint();
+                        return Ok(self.replayed(owner));
+                    }
+                }
+                Err(error) => {
+                    undo_fingerprint();
+                    return Err(PipelineError::KeyCheckFailed(error));
+                }
+            }
+        }
+        if let Err(full) = self.buffer.push(record) {
+            undo_fingerprint();
+            if let Some(key) = key {
+                self.recent_keys.remove_if(&key, &id);
+                if let Err(error) = self.store.release_idempotency_key(key, id).await {
+                    tracing::warn!(%error, "could not release the idempotency key of a refused event");
+                }
+            }
+            return Err(full.into());
+        }
         Stats::add(&self.stats.accepted, 1);
         Ok(TrackEventOutput {
             event_id: Some(id),
@@ -151,13 +219,44 @@ impl Pipeline {
         })
     }
 
-    fn record(&self, valid: ValidEvent, caller: &Caller) -> EventRecord {
+    fn replayed(&self, original: Uuid) -> TrackEventOutput {
+        Stats::add(&self.stats.replayed, 1);
+        TrackEventOutput {
+            event_id: Some(original),
+            tracked: true,
+            status: TrackStatus::Replayed,
+        }
+    }
+
+    fn duplicate(&self, original: Uuid) -> TrackEventOutput {
+        Stats::add(&self.stats.duplicates, 1);
+        TrackEventOutput {
+            event_id: Some(original),
+            tracked: false,
+            status: TrackStatus::Duplicate,
+        }
+    }
+
+    fn record(&self, valid: ValidEvent, caller: &Caller, context: &RequestContext) -> EventRecord {
         let ValidEvent {
             input,
             occurred_at,
             received_at,
         } = valid;
         let identity = caller.identity();
+        let dedup_fingerprint = self.config.enable_deduplication.then(|| {
+            let client_ip = context.peer_addr.map(|addr| addr.ip().to_string());
+            fingerprint(&FingerprintParts {
+                event_type: &input.event_type,
+                user_id: identity.user_id.as_deref(),
+                entity_id: input.entity_id.as_deref(),
+                session_id: input.session_id.as_deref(),
+                props: input.props.as_ref(),
+                occurred_at,
+                client_ip: client_ip.as_deref(),
+                user_agent: context.user_agent.as_deref(),
+            })
+        });
         EventRecord {
             id: Uuid::now_v7(),
             event_type: input.event_type,
@@ -179,7 +278,7 @@ impl Pipeline {
                 .idempotency_key
                 .as_deref()
                 .and_then(|k| Uuid::try_parse(k).ok()),
-            dedup_fingerprint: None,
+            dedup_fingerprint,
             occurred_at,
             received_at,
         }

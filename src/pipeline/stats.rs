@@ -12,6 +12,9 @@ use crate::storage::{Backend, PoolStatus};
 pub struct Stats {
     pub accepted: AtomicU64,
     pub persisted: AtomicU64,
+    /// Accepted events the database already held (a duplicate from another node or from
+    /// before a restart), skipped at write time by the unique indexes.
+    pub deduplicated_on_write: AtomicU64,
     pub duplicates: AtomicU64,
     pub replayed: AtomicU64,
     pub rejected: AtomicU64,
@@ -29,9 +32,13 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn record_flush(&self, elapsed: Duration, persisted: u64) {
+    pub fn record_flush(&self, elapsed: Duration, written: u64, persisted: u64) {
         Self::add(&self.flushes, 1);
         Self::add(&self.persisted, persisted);
+        Self::add(
+            &self.deduplicated_on_write,
+            written.saturating_sub(persisted),
+        );
         Self::add(&self.flush_micros_total, elapsed.as_micros() as u64);
         self.consecutive_failures.store(0, Ordering::Relaxed);
     }
@@ -69,6 +76,7 @@ pub struct StatsConfig {
 pub struct Counters {
     pub accepted: u64,
     pub persisted: u64,
+    pub deduplicated_on_write: u64,
     pub duplicates: u64,
     pub replayed: u64,
     pub rejected: u64,
@@ -97,7 +105,8 @@ pub struct StatsReport {
     pub counters: Counters,
     /// Mean duration of successful flushes, in milliseconds.
     pub average_flush_ms: f64,
-    /// Share of accepted events already persisted (1 when nothing was accepted).
+    /// Share of accepted events already in the database, written now or found there already
+    /// (1 when nothing was accepted).
     pub delivery_rate: f64,
     /// Share of flush attempts that failed (0 when none were made).
     pub failure_rate: f64,
@@ -113,6 +122,7 @@ impl Stats {
         let counters = Counters {
             accepted: load(&self.accepted),
             persisted: load(&self.persisted),
+            deduplicated_on_write: load(&self.deduplicated_on_write),
             duplicates: load(&self.duplicates),
             replayed: load(&self.replayed),
             rejected: load(&self.rejected),
@@ -141,7 +151,12 @@ impl Stats {
             buffer_size,
             is_processing: self.is_processing.load(Ordering::Relaxed),
             average_flush_ms: ratio(load(&self.flush_micros_total), counters.flushes, 0.0) / 1000.0,
-            delivery_rate: ratio(counters.persisted, counters.accepted, 1.0).min(1.0),
+            delivery_rate: ratio(
+                counters.persisted + counters.deduplicated_on_write,
+                counters.accepted,
+                1.0,
+            )
+            .min(1.0),
             failure_rate: ratio(
                 counters.failed_flushes,
                 counters.flushes + counters.failed_flushes,

@@ -1,6 +1,7 @@
 //! An in-memory store for pipeline tests, with a switch to make writes fail like a database
 //! outage.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,6 +15,7 @@ use crate::event::EventRecord;
 #[derive(Default)]
 pub struct MemoryStore {
     events: Mutex<Vec<EventRecord>>,
+    idempotency_keys: Mutex<HashMap<Uuid, Uuid>>,
     unavailable: AtomicBool,
 }
 
@@ -55,11 +57,40 @@ impl EventStore for MemoryStore {
         let mut events = self.lock();
         let before = events.len();
         for event in batch {
-            if !events.iter().any(|stored| stored.id == event.id) {
+            // The same uniqueness rules as the databases' indexes.
+            let clash = events.iter().any(|stored| {
+                stored.id == event.id
+                    || (event.dedup_fingerprint.is_some()
+                        && stored.dedup_fingerprint == event.dedup_fingerprint)
+                    || (event.idempotency_key.is_some()
+                        && stored.idempotency_key == event.idempotency_key)
+            });
+            if !clash {
                 events.push(event.clone());
             }
         }
         Ok(events.len() - before)
+    }
+
+    async fn claim_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<Uuid, StorageError> {
+        self.check_available()?;
+        let mut keys = self
+            .idempotency_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Ok(*keys.entry(key).or_insert(event_id))
+    }
+
+    async fn release_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<(), StorageError> {
+        self.check_available()?;
+        let mut keys = self
+            .idempotency_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if keys.get(&key) == Some(&event_id) {
+            keys.remove(&key);
+        }
+        Ok(())
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {

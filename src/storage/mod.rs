@@ -20,6 +20,9 @@ use crate::event::EventRecord;
 pub use memory::MemoryStore;
 pub use pool::PoolOptions;
 
+/// How often a claim is retried when the key it conflicted with was released in between.
+const CLAIM_ATTEMPTS: usize = 3;
+
 /// Rows per INSERT statement: keeps bind parameters well under both backends' limits
 /// (65 535 on PostgreSQL, 32 766 on SQLite) for the ~24 columns of an event.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -56,6 +59,9 @@ pub enum StorageError {
     Migration(String),
     #[error("invalid database url: {0}")]
     InvalidUrl(String),
+    /// A claim kept conflicting with a key that vanished before it could be read.
+    #[error("idempotency key {0} is contended; retry")]
+    ContendedKey(Uuid),
 }
 
 impl StorageError {
@@ -66,6 +72,7 @@ impl StorageError {
             Self::Query(_) => "db_query",
             Self::Migration(_) => "db_migration",
             Self::InvalidUrl(_) => "db_url",
+            Self::ContendedKey(_) => "db_contended_key",
         }
     }
 }
@@ -79,6 +86,16 @@ pub trait EventStore: Send + Sync + 'static {
     /// so retrying a batch after an ambiguous failure cannot duplicate rows. Returns how many
     /// rows were newly written.
     async fn insert_events(&self, events: &[EventRecord]) -> Result<usize, StorageError>;
+
+    /// Claims idempotency `key` for `event_id`, atomically. Returns the id of the event the key
+    /// belongs to: `event_id` when this call claimed it, the original event's id when any node
+    /// claimed it before.
+    async fn claim_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<Uuid, StorageError>;
+
+    /// Gives back a claim whose event was not accepted after all (for example, a full buffer),
+    /// so that the caller's retry with the same key is not answered with an event that never
+    /// existed. Only the claim held by `event_id` is removed.
+    async fn release_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<(), StorageError>;
 
     /// Reads one stored event back.
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError>;

@@ -110,8 +110,8 @@ async fn batches_answer_each_call_in_kind(backend: Backend) {
 async fn notifications_are_tracked_without_a_reply(backend: Backend) {
     let server = TestServer::start(backend).await;
     let notification =
-        json!({"jsonrpc": "2.0", "method": "eventIngestion.track", "params": page_view()});
-    let response = post(&server.http_url(), notification.to_string(), &[]).await;
+        || json!({"jsonrpc": "2.0", "method": "eventIngestion.track", "params": page_view()});
+    let response = post(&server.http_url(), notification().to_string(), &[]).await;
     assert!(response.status.is_success(), "{}", response.status);
     assert_eq!(
         response.body,
@@ -121,8 +121,8 @@ async fn notifications_are_tracked_without_a_reply(backend: Backend) {
     );
 
     let batch = json!([
-        notification,
-        notification,
+        notification(),
+        notification(),
         request(1, "eventIngestion.track", Some(page_view()))
     ]);
     let response = post(&server.http_url(), batch.to_string(), &[]).await;
@@ -133,7 +133,7 @@ async fn notifications_are_tracked_without_a_reply(backend: Backend) {
         response.text
     );
 
-    let only_notifications = json!([notification]);
+    let only_notifications = json!([notification()]);
     let response = post(&server.http_url(), only_notifications.to_string(), &[]).await;
     assert!(response.status.is_success());
     assert_eq!(response.body, Value::Null, "{}", response.text);

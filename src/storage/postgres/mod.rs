@@ -10,12 +10,12 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
-    Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations,
-    pool,
+    Backend, CLAIM_ATTEMPTS, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError,
+    migrations, pool,
 };
 use crate::event::EventRecord;
 use models::EventRow;
-use schema::events;
+use schema::{events, idempotency_keys};
 
 /// Per-connection settings: a runaway statement must not hold a pooled connection forever.
 const CONNECTION_SETUP: &str = "SET statement_timeout = '30s'; SET TIME ZONE 'UTC';";
@@ -56,6 +56,46 @@ impl EventStore for PostgresStore {
             })
             .await?;
         Ok(inserted)
+    }
+
+    async fn claim_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<Uuid, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        for _ in 0..CLAIM_ATTEMPTS {
+            let claimed = diesel::insert_into(idempotency_keys::table)
+                .values((
+                    idempotency_keys::key.eq(key),
+                    idempotency_keys::event_id.eq(event_id),
+                ))
+                .on_conflict_do_nothing()
+                .execute(&mut connection)
+                .await?;
+            if claimed == 1 {
+                return Ok(event_id);
+            }
+            // A new statement sees the committed winner (READ COMMITTED).
+            let owner = idempotency_keys::table
+                .find(key)
+                .select(idempotency_keys::event_id)
+                .first(&mut connection)
+                .await
+                .optional()?;
+            if let Some(owner) = owner {
+                return Ok(owner);
+            }
+        }
+        Err(StorageError::ContendedKey(key))
+    }
+
+    async fn release_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<(), StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        diesel::delete(
+            idempotency_keys::table
+                .filter(idempotency_keys::key.eq(key))
+                .filter(idempotency_keys::event_id.eq(event_id)),
+        )
+        .execute(&mut connection)
+        .await?;
+        Ok(())
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {

@@ -43,4 +43,12 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(events, sessions);
+diesel::allow_tables_to_appear_in_same_query!(events, idempotency_keys, sessions);
+
+diesel::table! {
+    idempotency_keys (key) {
+        key -> Uuid,
+        event_id -> Uuid,
+        claimed_at -> Timestamptz,
+    }
+}

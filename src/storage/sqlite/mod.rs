@@ -19,8 +19,8 @@ use super::{
     pool,
 };
 use crate::event::EventRecord;
-use models::EventRow;
-use schema::events;
+use models::{EventRow, parse_uuid};
+use schema::{events, idempotency_keys};
 
 type Connection = SyncConnectionWrapper<SqliteConnection>;
 
@@ -84,6 +84,42 @@ impl EventStore for SqliteStore {
             })
             .await?;
         Ok(inserted)
+    }
+
+    async fn claim_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<Uuid, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let (key_text, event_text) = (key.to_string(), event_id.to_string());
+        let owner = connection
+            .spawn_blocking(move |connection| {
+                // One IMMEDIATE transaction: the insert and the read see the same state.
+                connection.immediate_transaction(|connection| {
+                    let claim = diesel::insert_into(idempotency_keys::table)
+                        .values((
+                            idempotency_keys::key.eq(&key_text),
+                            idempotency_keys::event_id.eq(&event_text),
+                        ))
+                        .on_conflict_do_nothing();
+                    diesel::RunQueryDsl::execute(claim, connection)?;
+                    let owner = idempotency_keys::table
+                        .find(&key_text)
+                        .select(idempotency_keys::event_id);
+                    diesel::RunQueryDsl::first::<String>(owner, connection)
+                })
+            })
+            .await?;
+        parse_uuid(&owner)
+    }
+
+    async fn release_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<(), StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        diesel::delete(
+            idempotency_keys::table
+                .filter(idempotency_keys::key.eq(key.to_string()))
+                .filter(idempotency_keys::event_id.eq(event_id.to_string())),
+        )
+        .execute(&mut connection)
+        .await?;
+        Ok(())
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {

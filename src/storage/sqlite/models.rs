@@ -104,7 +104,7 @@ impl TryFrom<EventRow> for EventRecord {
     }
 }
 
-fn parse_uuid(text: &str) -> Result<Uuid, StorageError> {
+pub(super) fn parse_uuid(text: &str) -> Result<Uuid, StorageError> {
     Uuid::try_parse(text).map_err(|error| {
         StorageError::Query(diesel::result::Error::DeserializationError(Box::new(error)))
     })

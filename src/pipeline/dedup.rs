@@ -1,0 +1,340 @@
+//! Deduplication: the event fingerprint and the in-memory caches that make "seen before?" an
+//! atomic check-and-insert.
+//!
+//! Memory is only the fast path. The database holds unique indexes on the fingerprint and the
+//! idempotency key, so a restart or a second node cannot double-insert (see `storage`).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+/// What identifies "the same event" for deduplication.
+#[derive(Debug, Clone, Copy)]
+pub struct FingerprintParts<'a> {
+    pub event_type: &'a str,
+    /// The authenticated user, `None` for anonymous callers.
+    pub user_id: Option<&'a str>,
+    pub entity_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub props: Option<&'a Map<String, Value>>,
+    pub occurred_at: DateTime<Utc>,
+    /// Only used for anonymous events without a session, so that different visitors
+    /// sending the same event in the same second never collapse into one.
+    pub client_ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// The SHA-256 (hex) of the parts, with props in canonical form (keys sorted at every level)
+/// and the event time rounded down to the second.
+pub fn fingerprint(parts: &FingerprintParts<'_>) -> String {
+    let mut hasher = Sha256::new();
+    let mut field = |value: &str| {
+        // Length-prefixed so that ("ab", "c") and ("a", "bc") differ.
+        hasher.update((value.len() as u64).to_le_bytes());
+        hasher.update(value.as_bytes());
+    };
+    field(parts.event_type);
+    field(parts.user_id.unwrap_or("anonymous"));
+    field(parts.entity_id.unwrap_or(""));
+    field(parts.session_id.unwrap_or(""));
+    let mut props = String::new();
+    if let Some(map) = parts.props {
+        write_canonical(&mut props, &Value::Object(map.clone()));
+    }
+    field(&props);
+    field(&parts.occurred_at.timestamp().to_string());
+    if parts.user_id.is_none() && parts.session_id.is_none() {
+        field(parts.client_ip.unwrap_or(""));
+        field(parts.user_agent.unwrap_or(""));
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn write_canonical(out: &mut String, value: &Value) {
+    match value {
+        Value::Object(fields) => {
+            let mut keys: Vec<&String> = fields.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(out, &fields[key]);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_canonical(out, item);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+const SHARDS: usize = 16;
+
+/// A bounded map whose entries expire after a fixed time to live.
+///
+/// `insert_if_absent` is atomic per key, so concurrent identical events see exactly one
+/// winner. Memory is bounded: expired entries are dropped as new ones arrive, and when a shard
+/// is at capacity its oldest entry is evicted early. Early eviction only weakens the memory
+/// fast path; the database's unique indexes still refuse the duplicate at write time.
+pub struct TtlCache<K, V> {
+    shards: Vec<Mutex<Shard<K, V>>>,
+    hasher: RandomState,
+    ttl: Duration,
+    capacity_per_shard: usize,
+}
+
+struct Shard<K, V> {
+    entries: HashMap<K, (V, Instant)>,
+    /// Keys in insertion order, which is also expiry order (one TTL for all).
+    order: VecDeque<(K, Instant)>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        entries: HashMap::new(),
+                        order: VecDeque::new(),
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
+            ttl,
+            capacity_per_shard: capacity.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    /// Stores `value` under `key` unless a live entry exists; returns the live entry's value
+    /// if there was one (and then stores nothing).
+    pub fn insert_if_absent(&self, key: K, value: V) -> Option<V> {
+        let now = Instant::now();
+        let mut shard = self.shard(&key);
+        shard.expire(now);
+        if let Some((existing, _)) = shard.entries.get(&key) {
+            return Some(existing.clone());
+        }
+        while shard.entries.len() >= self.capacity_per_shard {
+            if !shard.evict_oldest() {
+                break;
+            }
+        }
+        let expires_at = now + self.ttl;
+        shard.entries.insert(key.clone(), (value, expires_at));
+        shard.order.push_back((key, expires_at));
+        None
+    }
+
+    /// Overwrites (or adds) the entry for `key`.
+    pub fn set(&self, key: K, value: V) {
+        let now = Instant::now();
+        let mut shard = self.shard(&key);
+        shard.expire(now);
+        let expires_at = now + self.ttl;
+        if shard
+            .entries
+            .insert(key.clone(), (value, expires_at))
+            .is_none()
+        {
+            shard.order.push_back((key, expires_at));
+        }
+    }
+
+    /// The live value under `key`.
+    pub fn get(&self, key: &K) -> Option<V> {
+        let now = Instant::now();
+        let shard = self.shard(key);
+        shard
+            .entries
+            .get(key)
+            .filter(|(_, expires_at)| *expires_at > now)
+            .map(|(value, _)| value.clone())
+    }
+
+    /// Removes the entry for `key` if it still holds `value` (undoing a reservation).
+    pub fn remove_if(&self, key: &K, value: &V) {
+        let mut shard = self.shard(key);
+        if shard
+            .entries
+            .get(key)
+            .is_some_and(|(held, _)| held == value)
+        {
+            shard.entries.remove(key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| lock(shard).entries.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K, V>> {
+        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
+        lock(&self.shards[index])
+    }
+}
+
+impl<K: Hash + Eq, V> Shard<K, V> {
+    fn expire(&mut self, now: Instant) {
+        while let Some((_, expires_at)) = self.order.front() {
+            if *expires_at > now {
+                break;
+            }
+            self.evict_oldest();
+        }
+    }
+
+    /// Drops the oldest queued key; its map entry goes too unless it was refreshed later.
+    fn evict_oldest(&mut self) -> bool {
+        let Some((key, queued_expiry)) = self.order.pop_front() else {
+            return false;
+        };
+        if self
+            .entries
+            .get(&key)
+            .is_some_and(|(_, expires_at)| *expires_at == queued_expiry)
+        {
+            self.entries.remove(&key);
+        }
+        true
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parts<'a>(props: Option<&'a Map<String, Value>>, at: DateTime<Utc>) -> FingerprintParts<'a> {
+        FingerprintParts {
+            event_type: "page_viewed",
+            user_id: None,
+            entity_id: None,
+            session_id: None,
+            props,
+            occurred_at: at,
+            client_ip: Some("203.0.113.7"),
+            user_agent: Some("Mozilla/5.0"),
+        }
+    }
+
+    #[test]
+    fn props_key_order_does_not_matter_but_values_do() {
+        let at = Utc::now();
+        let a = json!({"x": 1, "y": {"b": 2, "a": 1}});
+        let b = json!({"y": {"a": 1, "b": 2}, "x": 1});
+        let c = json!({"x": 2, "y": {"a": 1, "b": 2}});
+        let fp = |v: &Value| fingerprint(&parts(v.as_object(), at));
+        assert_eq!(fp(&a), fp(&b));
+        assert_ne!(fp(&a), fp(&c));
+    }
+
+    #[test]
+    fn time_counts_to_the_second() {
+        let at = DateTime::parse_from_rfc3339("2026-01-01T10:00:00.100Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let same_second = at + chrono::Duration::milliseconds(800);
+        let next_second = at + chrono::Duration::milliseconds(900);
+        assert_eq!(
+            fingerprint(&parts(None, at)),
+            fingerprint(&parts(None, same_second))
+        );
+        assert_ne!(
+            fingerprint(&parts(None, at)),
+            fingerprint(&parts(None, next_second))
+        );
+    }
+
+    #[test]
+    fn anonymous_visitors_without_a_session_never_collapse() {
+        let at = Utc::now();
+        let first = parts(None, at);
+        let other_visitor = FingerprintParts {
+            client_ip: Some("198.51.100.1"),
+            ..first
+        };
+        assert_ne!(fingerprint(&first), fingerprint(&other_visitor));
+        let other_browser = FingerprintParts {
+            user_agent: Some("curl/8"),
+            ..first
+        };
+        assert_ne!(fingerprint(&first), fingerprint(&other_browser));
+        let signed_in = FingerprintParts {
+            user_id: Some("u1"),
+            ..first
+        };
+        let signed_in_elsewhere = FingerprintParts {
+            client_ip: Some("198.51.100.1"),
+            ..signed_in
+        };
+        assert_eq!(fingerprint(&signed_in), fingerprint(&signed_in_elsewhere));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_after_the_ttl() {
+        let cache = TtlCache::new(Duration::from_secs(60), 100);
+        assert_eq!(cache.insert_if_absent("k", 1), None);
+        assert_eq!(cache.insert_if_absent("k", 2), Some(1));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(cache.get(&"k"), None);
+        assert_eq!(cache.insert_if_absent("k", 3), None);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn capacity_evicts_the_oldest_entries() {
+        let cache = TtlCache::new(Duration::from_secs(60), SHARDS);
+        for key in 0..1000 {
+            cache.insert_if_absent(key, key);
+        }
+        assert!(cache.len() <= SHARDS, "bounded: {}", cache.len());
+        assert_eq!(cache.get(&999), Some(999), "the newest entry survives");
+    }
+
+    #[test]
+    fn a_reservation_can_be_undone_only_by_its_owner() {
+        let cache = TtlCache::new(Duration::from_secs(60), 100);
+        cache.insert_if_absent("k", 1);
+        cache.remove_if(&"k", &2);
+        assert_eq!(cache.get(&"k"), Some(1));
+        cache.remove_if(&"k", &1);
+        assert_eq!(cache.get(&"k"), None);
+    }
+}
