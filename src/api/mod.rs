@@ -104,7 +104,7 @@ impl EventIngestion {
         let caller = self.auth.authenticate(context)?;
         let valid = self
             .pipeline
-            .validate(input)
+            .validate(input, self.pipeline.now())
             .map_err(ApiError::validation)?;
         Ok(self.pipeline.accept(valid, &caller, context).await?)
     }
@@ -128,9 +128,10 @@ impl EventIngestion {
             );
             return Err(ApiError::validation(errors));
         }
+        let received_at = self.pipeline.now();
         let mut results = Vec::with_capacity(batch.events.len());
         for (index, raw) in batch.events.into_iter().enumerate() {
-            let outcome = match self.pipeline.validate(Some(raw)) {
+            let outcome = match self.pipeline.validate(Some(raw), received_at) {
                 Ok(valid) => self
                     .pipeline
                     .accept(valid, &caller, context)

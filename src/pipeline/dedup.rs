@@ -30,8 +30,8 @@ pub struct FingerprintParts<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-/// The SHA-256 (hex) of the parts, with props in canonical form (keys sorted at every level)
-/// and the event time rounded down to the second.
+/// The SHA-256 (hex) of the parts, with props in canonical form (keys sorted at every level,
+/// `occurred_at` left out) and the event time rounded down to the second.
 pub fn fingerprint(parts: &FingerprintParts<'_>) -> String {
     let mut hasher = Sha256::new();
     let mut field = |value: &str| {
@@ -45,7 +45,10 @@ pub fn fingerprint(parts: &FingerprintParts<'_>) -> String {
     field(parts.session_id.unwrap_or(""));
     let mut props = String::new();
     if let Some(map) = parts.props {
-        write_canonical(&mut props, &Value::Object(map.clone()));
+        // The event time enters rounded, below; its exact text must not split duplicates.
+        let mut without_time = map.clone();
+        without_time.remove("occurred_at");
+        write_canonical(&mut props, &Value::Object(without_time));
     }
     field(&props);
     field(&parts.occurred_at.timestamp().to_string());

@@ -261,9 +261,10 @@ mod tests {
 
     async fn track(pipeline: &Pipeline) -> Result<uuid::Uuid, PipelineError> {
         let valid = pipeline
-            .validate(Some(
-                json!({"eventType": "page_viewed", "props": {"n": uuid::Uuid::now_v7()}}),
-            ))
+            .validate(
+                Some(json!({"eventType": "page_viewed", "props": {"n": uuid::Uuid::now_v7()}})),
+                pipeline.now(),
+            )
             .expect("valid");
         pipeline
             .accept(valid, &Caller::Anonymous, &Default::default())

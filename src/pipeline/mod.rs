@@ -85,8 +85,8 @@ pub struct Pipeline {
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
     commands: mpsc::Sender<Command>,
-    /// Fingerprint → (event id, its idempotency key) of recently accepted events.
-    recent_fingerprints: TtlCache<String, (Uuid, Option<Uuid>)>,
+    /// Fingerprint → event id of recently accepted events.
+    recent_fingerprints: TtlCache<String, Uuid>,
     /// Idempotency key → event id of recently claimed keys.
     recent_keys: TtlCache<Uuid, Uuid>,
 }
@@ -131,20 +131,23 @@ impl Pipeline {
         &self.config
     }
 
-    pub fn clock(&self) -> &dyn Clock {
-        self.clock.as_ref()
-    }
-
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }
 
-    /// Validates one raw input at the current time.
+    /// The current time by the pipeline's clock: the receive time of a request.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    /// Validates one raw input received at `received_at`. All events of one request share
+    /// their receive time, so identical events in one batch have one fingerprint.
     pub fn validate(
         &self,
         raw: Option<serde_json::Value>,
+        received_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<ValidEvent, crate::api::error::ZodError> {
-        let result = validation::validate_track_input(raw, &self.config.rules, self.clock.now());
+        let result = validation::validate_track_input(raw, &self.config.rules, received_at);
         if result.is_err() {
             Stats::add(&self.stats.rejected, 1);
         }
@@ -165,50 +168,36 @@ impl Pipeline {
         let record = self.record(valid, caller, context);
         let id = record.id;
         let key = record.idempotency_key;
-        if let Some(original) = key.and_then(|key| self.recent_keys.get(&key)) {
-            return Ok(self.replayed(original));
+        if let Some(key) = key {
+            if let Some(original) = self.recent_keys.get(&key) {
+                return Ok(self.replayed(original));
+            }
+            // The claim decides who owns the key, so the fingerprint cache below only ever
+            // holds events that own their key.
+            let owner = self
+                .store
+                .claim_idempotency_key(key, id)
+                .await
+                .map_err(PipelineError::KeyCheckFailed)?;
+            self.recent_keys.set(key, owner);
+            if owner != id {
+                return Ok(self.replayed(owner));
+            }
         }
         let fingerprint = record.dedup_fingerprint.clone();
-        if let Some(fingerprint) = &fingerprint {
-            if let Some((original, original_key)) = self
-                .recent_fingerprints
-                .insert_if_absent(fingerprint.clone(), (id, key))
-            {
-                return Ok(if key.is_some() && original_key == key {
-                    self.replayed(original)
-                } else {
-                    self.duplicate(original)
-                });
-            }
-        }
-        let undo_fingerprint = || {
-            if let Some(fingerprint) = &fingerprint {
-                self.recent_fingerprints.remove_if(fingerprint, &(id, key));
-            }
-        };
-        if let Some(key) = key {
-            match self.store.claim_idempotency_key(key, id).await {
-                Ok(owner) => {
-                    self.recent_keys.set(key, owner);
-                    if owner != id {
-                        undo_fingerprint();
-                        return Ok(self.replayed(owner));
-                    }
-                }
-                Err(error) => {
-                    undo_fingerprint();
-                    return Err(PipelineError::KeyCheckFailed(error));
-                }
-            }
+        let earlier = fingerprint.as_ref().and_then(|fingerprint| {
+            self.recent_fingerprints
+                .insert_if_absent(fingerprint.clone(), id)
+        });
+        if let Some(original) = earlier {
+            self.release_key(key, id).await;
+            return Ok(self.duplicate(original));
         }
         if let Err(full) = self.buffer.push(record) {
-            undo_fingerprint();
-            if let Some(key) = key {
-                self.recent_keys.remove_if(&key, &id);
-                if let Err(error) = self.store.release_idempotency_key(key, id).await {
-                    tracing::warn!(%error, "could not release the idempotency key of a refused event");
-                }
+            if let Some(fingerprint) = &fingerprint {
+                self.recent_fingerprints.remove_if(fingerprint, &id);
             }
+            self.release_key(key, id).await;
             return Err(full.into());
         }
         Stats::add(&self.stats.accepted, 1);
@@ -217,6 +206,15 @@ impl Pipeline {
             tracked: true,
             status: TrackStatus::Accepted,
         })
+    }
+
+    /// Gives back the key `id` claimed, when `id` is not going to be stored after all.
+    async fn release_key(&self, key: Option<Uuid>, id: Uuid) {
+        let Some(key) = key else { return };
+        self.recent_keys.remove_if(&key, &id);
+        if let Err(error) = self.store.release_idempotency_key(key, id).await {
+            tracing::warn!(%error, "could not release the idempotency key of an event not stored");
+        }
     }
 
     fn replayed(&self, original: Uuid) -> TrackEventOutput {
@@ -328,6 +326,105 @@ impl FlusherHandle {
             tracing::error!(%error, "flusher task ended abnormally");
         }
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::pipeline::clock::SystemClock;
+    use crate::storage::MemoryStore;
+
+    fn start(capacity: usize) -> (Arc<Pipeline>, FlusherHandle, Arc<MemoryStore>) {
+        let mut config = PipelineConfig::default();
+        config.flush.batch_size = capacity;
+        config.buffer_capacity = capacity;
+        let store = Arc::new(MemoryStore::default());
+        let (pipeline, flusher) = Pipeline::start(config, store.clone(), Arc::new(SystemClock));
+        (pipeline, flusher, store)
+    }
+
+    async fn track(
+        pipeline: &Pipeline,
+        input: serde_json::Value,
+    ) -> Result<TrackEventOutput, PipelineError> {
+        let valid = pipeline
+            .validate(Some(input), pipeline.now())
+            .expect("valid");
+        pipeline
+            .accept(valid, &Caller::Anonymous, &RequestContext::default())
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_that_cannot_be_checked_is_refused_not_faked() {
+        let (pipeline, _flusher, store) = start(100);
+        store.set_unavailable(true);
+        let key = Uuid::now_v7();
+        let refused = track(&pipeline, json!({"eventType": "x", "idempotencyKey": key})).await;
+        assert!(
+            matches!(refused, Err(PipelineError::KeyCheckFailed(_))),
+            "{refused:?}"
+        );
+        assert_eq!(pipeline.buffer_len(), 0);
+        store.set_unavailable(false);
+        let retried = track(&pipeline, json!({"eventType": "x", "idempotencyKey": key})).await;
+        assert_eq!(retried.expect("accepted").status, TrackStatus::Accepted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_event_gives_its_key_back() {
+        let (pipeline, _flusher, store) = start(2);
+        store.set_writes_failing(true);
+        for n in 0..2 {
+            track(&pipeline, json!({"eventType": "fill", "props": {"n": n}}))
+                .await
+                .expect("room");
+        }
+        tokio::task::yield_now().await;
+        let key = Uuid::now_v7();
+        let keyed = json!({"eventType": "x", "idempotencyKey": key});
+        let refused = track(&pipeline, keyed.clone()).await;
+        assert!(
+            matches!(refused, Err(PipelineError::BufferFull(_))),
+            "{refused:?}"
+        );
+        assert!(!store.key_claimed(key), "the key is free for the retry");
+
+        store.set_writes_failing(false);
+        pipeline.force_flush().await.expect("flush");
+        let retried = track(&pipeline, keyed).await.expect("accepted");
+        assert_eq!(
+            retried.status,
+            TrackStatus::Accepted,
+            "not a replay of an event never stored"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_duplicate_with_a_new_key_gives_the_key_back() {
+        let (pipeline, _flusher, store) = start(100);
+        let at = chrono::Utc::now().to_rfc3339();
+        let first = track(
+            &pipeline,
+            json!({"eventType": "x", "props": {"occurred_at": at}}),
+        )
+        .await
+        .expect("accepted");
+        let key = Uuid::now_v7();
+        let repeat = track(
+            &pipeline,
+            json!({"eventType": "x", "idempotencyKey": key, "props": {"occurred_at": at}}),
+        )
+        .await
+        .expect("answered");
+        assert_eq!(repeat.status, TrackStatus::Duplicate);
+        assert_eq!(repeat.event_id, first.event_id);
+        assert!(!store.key_claimed(key));
     }
 }
 

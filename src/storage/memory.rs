@@ -17,12 +17,26 @@ pub struct MemoryStore {
     events: Mutex<Vec<EventRecord>>,
     idempotency_keys: Mutex<HashMap<Uuid, Uuid>>,
     unavailable: AtomicBool,
+    writes_failing: AtomicBool,
 }
 
 impl MemoryStore {
     /// Makes every later call fail with [`StorageError::Unavailable`] (or succeed again).
     pub fn set_unavailable(&self, unavailable: bool) {
         self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    /// Makes only event writes fail (claims still work), like a poisoned table.
+    pub fn set_writes_failing(&self, failing: bool) {
+        self.writes_failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Whether `key` is currently claimed.
+    pub fn key_claimed(&self, key: Uuid) -> bool {
+        self.idempotency_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&key)
     }
 
     pub fn events(&self) -> Vec<EventRecord> {
@@ -54,6 +68,11 @@ impl EventStore for MemoryStore {
 
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
         self.check_available()?;
+        if self.writes_failing.load(Ordering::SeqCst) {
+            return Err(StorageError::Unavailable(
+                "memory store writes switched off".into(),
+            ));
+        }
         let mut events = self.lock();
         let before = events.len();
         for event in batch {

@@ -55,8 +55,9 @@ macro_rules! backend_tests {
 /// A running server and the database behind it.
 pub struct TestServer {
     server: Option<RunningServer>,
-    /// Kept for its lifetime: dropping it deletes the database.
-    _database: TestDatabase,
+    /// Kept for its lifetime: dropping it deletes the database. `None` on a second node,
+    /// which shares the first node's database.
+    _database: Option<TestDatabase>,
     pub config: Config,
 }
 
@@ -85,7 +86,7 @@ impl TestServer {
         let server = Self::boot(&config).await;
         Self {
             server: Some(server),
-            _database: database,
+            _database: Some(database),
             config,
         }
     }
@@ -196,6 +197,17 @@ impl TestServer {
     /// Stops gracefully (drains the buffer) and returns what the drain wrote.
     pub async fn stop(&mut self) -> FlushReport {
         self.server.take().expect("running").stop().await
+    }
+
+    /// Another Sluice process on the same database (a second node of a cluster). Keep the
+    /// first node alive while this one runs: it owns the database.
+    pub async fn another_node(&self) -> TestServer {
+        let server = Self::boot(&self.config).await;
+        TestServer {
+            server: Some(server),
+            _database: None,
+            config: self.config.clone(),
+        }
     }
 
     /// Starts the server again on the same database, on a new port.
