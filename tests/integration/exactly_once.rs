@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::backend_tests;
-use crate::support::{Backend, TestServer};
+use crate::support::process::SluiceProcess;
+use crate::support::{Backend, TestServer, call};
 
 backend_tests!(
     a_repeat_within_the_second_is_a_duplicate,
@@ -18,6 +19,7 @@ backend_tests!(
     an_idempotency_key_replays_before_and_after_a_flush,
     an_idempotency_key_replays_after_a_restart,
     an_idempotency_key_replays_on_another_node,
+    an_idempotency_key_replays_in_another_process,
     concurrent_identical_events_are_stored_once,
     concurrent_requests_with_one_key_are_stored_once,
     the_database_refuses_a_duplicate_that_memory_missed,
@@ -177,6 +179,24 @@ async fn an_idempotency_key_replays_on_another_node(backend: Backend) {
     assert_eq!(again["eventId"], original["eventId"]);
     second.force_flush().await;
     assert_eq!(first.count().await, 1);
+}
+
+async fn an_idempotency_key_replays_in_another_process(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let other = SluiceProcess::start(&server.database_url()).await;
+    let other_client = jsonrpsee::http_client::HttpClientBuilder::default()
+        .build(other.url())
+        .expect("client");
+    let key = Uuid::now_v7();
+    let keyed = json!({"eventType": "signed_up", "idempotencyKey": key});
+    let original = track_raw(&server, keyed.clone()).await;
+    let repeat = call(&other_client, "eventIngestion.track", keyed)
+        .await
+        .expect("track on the other process");
+    assert_eq!(repeat["status"], "replayed", "{repeat}");
+    assert_eq!(repeat["eventId"], original["eventId"]);
+    server.force_flush().await;
+    assert_eq!(server.count().await, 1);
 }
 
 async fn concurrent_identical_events_are_stored_once(backend: Backend) {

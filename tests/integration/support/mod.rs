@@ -2,6 +2,7 @@
 //! clients (HTTP and WebSocket) and a raw HTTP client for asserting exact wire bytes.
 
 pub mod database;
+pub mod process;
 pub mod raw_http;
 
 use std::sync::Arc;
@@ -197,6 +198,11 @@ impl TestServer {
     /// Stops gracefully (drains the buffer) and returns what the drain wrote.
     pub async fn stop(&mut self) -> FlushReport {
         self.server.take().expect("running").stop().await
+    }
+
+    /// The URL of this server's database.
+    pub fn database_url(&self) -> String {
+        self.config.database_url()
     }
 
     /// Another Sluice process on the same database (a second node of a cluster). Keep the
