@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::rate_limit::RateLimitSettings;
 use crate::identity::Secret;
 use crate::pipeline::PipelineConfig;
 use crate::pipeline::flusher::FlushSettings;
 use crate::pipeline::validation::BusinessRules;
 use crate::storage::PoolOptions;
+use crate::transport::client_ip::parse_trusted_proxies;
 use crate::transport::http::HttpSettings;
 
 /// The default database: an SQLite file in the working directory.
@@ -31,12 +33,32 @@ pub struct Cli {
 }
 
 /// What to run; `serve` when none is given.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print a JWT signed with the configured secret, for local use.
+    Token(TokenArgs),
+}
+
+/// Claims of a minted token.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// The role.
+    #[arg(long, value_enum, default_value_t = crate::identity::Role::Viewer)]
+    pub role: crate::identity::Role,
+    #[arg(long)]
+    pub creator_id: Option<String>,
+    #[arg(long)]
+    pub brand_id: Option<String>,
+    /// Lifetime in seconds; 0 mints a token without expiry.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl_seconds: u64,
 }
 
 /// Every setting, each a flag and an environment variable.
@@ -109,6 +131,11 @@ pub struct Config {
     #[arg(long, env = "SLUICE_ENRICHMENT", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub enrichment: bool,
 
+    /// Secret for HS256 JWTs (at least 32 bytes). Unset: only anonymous callers and the admin
+    /// token are accepted.
+    #[arg(long, env = "SLUICE_JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+
     /// Static bearer token that grants ADMIN (getStats, forceFlush). Unset: no admin access.
     #[arg(
         long,
@@ -156,6 +183,54 @@ pub struct Config {
     /// Log format: text for people, json for log pipelines.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// Most WebSocket connections open at once.
+    #[arg(
+        long,
+        env = "SLUICE_MAX_WS_CONNECTIONS",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub max_ws_connections: usize,
+
+    /// Sustained events per second one client may send (by user, else session, else IP);
+    /// 0 turns rate limiting off.
+    #[arg(
+        long,
+        env = "SLUICE_RATE_LIMIT_PER_SECOND",
+        default_value_t = 100,
+        global = true
+    )]
+    pub rate_limit_per_second: u32,
+
+    /// Events one client may send in a burst (at least 50, one full trackBatch).
+    #[arg(
+        long,
+        env = "SLUICE_RATE_LIMIT_BURST",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub rate_limit_burst: u32,
+
+    /// Origins allowed to call from browsers, comma-separated (`*` for any, without
+    /// credentials). Unset: no cross-origin access.
+    #[arg(
+        long,
+        env = "SLUICE_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Proxies whose X-Forwarded-For / X-Real-IP are believed, comma-separated addresses or
+    /// CIDR networks. Unset: those headers are ignored.
+    #[arg(
+        long,
+        env = "SLUICE_TRUSTED_PROXIES",
+        default_value = "",
+        global = true
+    )]
+    pub trusted_proxies: String,
 
     /// How long shutdown keeps retrying to write buffered events, in seconds.
     #[arg(
@@ -234,6 +309,10 @@ impl Config {
         self.admin_token.as_deref().map(Secret::new)
     }
 
+    pub fn jwt_secret(&self) -> Option<Secret> {
+        self.jwt_secret.as_deref().map(Secret::new)
+    }
+
     pub fn pipeline(&self) -> PipelineConfig {
         let defaults = PipelineConfig::default();
         PipelineConfig {
@@ -269,7 +348,23 @@ impl Config {
         HttpSettings {
             max_request_body_bytes: self.max_body_bytes,
             max_connections: self.max_connections,
+            max_ws_connections: self.max_ws_connections,
+            // Checked by `validate`; an invalid list trusts nobody.
+            trusted_proxies: parse_trusted_proxies(&self.trusted_proxies).unwrap_or_default(),
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .map(|origin| origin.trim().to_owned())
+                .filter(|origin| !origin.is_empty())
+                .collect(),
             ..HttpSettings::default()
+        }
+    }
+
+    pub fn rate_limits(&self) -> RateLimitSettings {
+        RateLimitSettings {
+            per_second: self.rate_limit_per_second,
+            burst: self.rate_limit_burst,
         }
     }
 }

@@ -4,7 +4,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice::config::{Cli, Command, Config, LogFormat};
+use sluice::config::{Cli, Command, Config, LogFormat, TokenArgs};
+use sluice::identity::{Claims, mint_token};
 use sluice::server;
 use sluice::storage;
 use tokio::net::TcpListener;
@@ -17,6 +18,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config).await,
         Command::Migrate => migrate(&cli.config).await,
+        Command::Token(args) => mint(&cli.config, args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -57,6 +59,24 @@ async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     let store = storage::connect(&url, &config.pool()).await?;
     let applied = store.run_migrations().await?;
     tracing::info!(database = %storage::redact_url(&url), applied, "migrations complete");
+    Ok(())
+}
+
+/// Prints a token for the configured JWT secret.
+fn mint(config: &Config, args: TokenArgs) -> Result<(), Box<dyn std::error::Error>> {
+    config.validate()?;
+    let secret = config
+        .jwt_secret()
+        .ok_or("set SLUICE_JWT_SECRET (or --jwt-secret) to mint tokens")?;
+    let claims = Claims {
+        sub: args.sub,
+        role: args.role,
+        creator_id: args.creator_id,
+        brand_id: args.brand_id,
+        exp: None,
+    };
+    let ttl = (args.ttl_seconds > 0).then_some(args.ttl_seconds);
+    println!("{}", mint_token(&secret, claims, ttl)?);
     Ok(())
 }
 

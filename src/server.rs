@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::EventIngestion;
+use crate::api::rate_limit::RateLimits;
 use crate::config::{Config, ConfigError};
 use crate::identity::Authenticator;
 use crate::pipeline::clock::SystemClock;
@@ -64,7 +65,8 @@ impl RunningServer {
             Pipeline::start(config.pipeline(), store.clone(), Arc::new(SystemClock));
         let service = Arc::new(EventIngestion::new(
             pipeline,
-            Authenticator::new(config.admin_token()),
+            Authenticator::new(config.admin_token(), config.jwt_secret()),
+            RateLimits::new(config.rate_limits()),
         ));
         let methods = jsonrpc::rpc_module(service.clone());
         let (stop, server_handle) = stop_channel();

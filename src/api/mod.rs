@@ -3,6 +3,7 @@
 //! [`Procedure`], a [`RequestContext`] and an optional JSON input, and encode the result.
 
 pub mod error;
+pub mod rate_limit;
 pub mod types;
 
 use std::sync::Arc;
@@ -10,10 +11,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::identity::{Authenticator, RequestContext};
+use crate::identity::{Authenticator, Caller, RequestContext};
 use crate::pipeline::validation::parse_input;
 use crate::pipeline::{Pipeline, PipelineError};
 use error::{ApiError, ErrorCode, ZodError};
+use rate_limit::RateLimits;
 use types::{
     BatchItemResult, ForceFlushOutput, ItemError, SettledStatus, TrackBatchInput, TrackBatchOutput,
     TrackEventOutput,
@@ -65,11 +67,16 @@ impl Procedure {
 pub struct EventIngestion {
     pipeline: Arc<Pipeline>,
     auth: Authenticator,
+    rate_limits: RateLimits,
 }
 
 impl EventIngestion {
-    pub fn new(pipeline: Arc<Pipeline>, auth: Authenticator) -> Self {
-        Self { pipeline, auth }
+    pub fn new(pipeline: Arc<Pipeline>, auth: Authenticator, rate_limits: RateLimits) -> Self {
+        Self {
+            pipeline,
+            auth,
+            rate_limits,
+        }
     }
 
     pub fn pipeline(&self) -> &Arc<Pipeline> {
@@ -102,6 +109,9 @@ impl EventIngestion {
         input: Option<Value>,
     ) -> Result<TrackEventOutput, ApiError> {
         let caller = self.auth.authenticate(context)?;
+        let session = input.as_ref().and_then(session_of);
+        self.rate_limits
+            .check(&rate_limit_key(&caller, session, context), 1)?;
         let valid = self
             .pipeline
             .validate(input, self.pipeline.now())
@@ -128,6 +138,11 @@ impl EventIngestion {
             );
             return Err(ApiError::validation(errors));
         }
+        let session = batch.events.first().and_then(session_of);
+        self.rate_limits.check(
+            &rate_limit_key(&caller, session, context),
+            batch.events.len(),
+        )?;
         let received_at = self.pipeline.now();
         let mut results = Vec::with_capacity(batch.events.len());
         for (index, raw) in batch.events.into_iter().enumerate() {
@@ -204,6 +219,23 @@ impl EventIngestion {
             persisted: report.persisted as u64,
         })
     }
+}
+
+/// Whose bucket a request draws from: the user, else the session, else the client address.
+fn rate_limit_key(caller: &Caller, session: Option<&str>, context: &RequestContext) -> String {
+    if let Some(user) = caller.user_id() {
+        format!("user:{user}")
+    } else if let Some(session) = session {
+        format!("session:{session}")
+    } else if let Some(ip) = context.client_ip {
+        format!("ip:{ip}")
+    } else {
+        "unknown".to_owned()
+    }
+}
+
+fn session_of(input: &Value) -> Option<&str> {
+    input.get("sessionId").and_then(Value::as_str)
 }
 
 /// Procedures without input accept none, `{}` (tRPC clients send either) — nothing else.

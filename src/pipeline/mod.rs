@@ -243,7 +243,7 @@ impl Pipeline {
         } = valid;
         let identity = caller.identity();
         let dedup_fingerprint = self.config.enable_deduplication.then(|| {
-            let client_ip = context.peer_addr.map(|addr| addr.ip().to_string());
+            let client_ip = context.client_ip.map(|ip| ip.to_string());
             fingerprint(&FingerprintParts {
                 event_type: &input.event_type,
                 user_id: identity.user_id.as_deref(),

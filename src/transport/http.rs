@@ -1,36 +1,50 @@
 //! The HTTP side of the server: accepts TCP connections, records what each request says about
-//! its caller in a [`RequestContext`], and routes paths: `/` to JSON-RPC (POST and WebSocket
-//! upgrade), anything else to a JSON 404.
+//! its caller in a [`RequestContext`], enforces the transport limits (body size, WebSocket
+//! connections, CORS), and routes paths: `/` to JSON-RPC (POST and WebSocket upgrade),
+//! anything else to a JSON 404.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use ipnet::IpNet;
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
     HttpBody, Methods, ServerConfig, StopHandle, TowerServiceBuilder, serve_with_graceful_shutdown,
+    ws::is_upgrade_request,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower::Service;
+use tokio::sync::Semaphore;
 use tower::layer::util::{Identity, Stack};
+use tower::{Service, ServiceBuilder};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use super::client_ip::client_ip;
 use super::notifications::ExecuteNotificationsLayer;
-
 use crate::api::error::{ApiError, ErrorCode};
 use crate::identity::RequestContext;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type RpcBuilder = TowerServiceBuilder<Stack<ExecuteNotificationsLayer, Identity>, Identity>;
 
-/// Transport limits.
+/// Transport limits and policies.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub max_request_body_bytes: u32,
     pub max_connections: u32,
     /// Most calls in one JSON-RPC batch.
     pub max_batch_len: u32,
+    /// Most WebSocket connections open at once.
+    pub max_ws_connections: usize,
+    /// Peers whose `X-Forwarded-For`/`X-Real-IP` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Origins browsers may call from; `*` for any (then without credentials); empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -39,6 +53,9 @@ impl Default for HttpSettings {
             max_request_body_bytes: 1024 * 1024,
             max_connections: 4096,
             max_batch_len: 100,
+            max_ws_connections: 1024,
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -63,6 +80,14 @@ pub async fn serve(
         .set_config(config)
         .set_rpc_middleware(RpcServiceBuilder::new().layer(ExecuteNotificationsLayer))
         .to_service_builder();
+    let cors = cors_layer(&settings.cors_origins);
+    let shared = Arc::new(Shared {
+        ws_permits: Arc::new(Semaphore::new(settings.max_ws_connections)),
+        settings,
+        rpc_builder,
+        methods,
+        stop: stop.clone(),
+    });
     loop {
         let (socket, peer_addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -75,17 +100,17 @@ pub async fn serve(
             () = stop.clone().shutdown() => break,
         };
         let _ = socket.set_nodelay(true);
-        let service = RouteService {
-            rpc_builder: rpc_builder.clone(),
-            methods: methods.clone(),
-            stop: stop.clone(),
-            peer_addr,
-        };
+        let service = ServiceBuilder::new()
+            .layer(cors.clone())
+            .service(RouteService {
+                shared: shared.clone(),
+                peer_addr,
+            });
         let connection_stop = stop.clone();
         tokio::spawn(async move {
-            let connection_done =
+            let served =
                 serve_with_graceful_shutdown(socket, service, connection_stop.clone().shutdown());
-            if let Err(error) = connection_done.await {
+            if let Err(error) = served.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
             drop(connection_stop);
@@ -93,12 +118,19 @@ pub async fn serve(
     }
 }
 
+/// What every connection's router shares.
+struct Shared {
+    settings: HttpSettings,
+    rpc_builder: RpcBuilder,
+    methods: Methods,
+    stop: StopHandle,
+    ws_permits: Arc<Semaphore>,
+}
+
 /// One connection's request router.
 #[derive(Clone)]
 struct RouteService {
-    rpc_builder: TowerServiceBuilder<Stack<ExecuteNotificationsLayer, Identity>, Identity>,
-    methods: Methods,
-    stop: StopHandle,
+    shared: Arc<Shared>,
     peer_addr: SocketAddr,
 }
 
@@ -115,26 +147,105 @@ impl Service<Request<Incoming>> for RouteService {
     }
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
-        let context = request_context(request.headers(), self.peer_addr);
+        let context = request_context(
+            &request,
+            self.peer_addr,
+            &self.shared.settings.trusted_proxies,
+        );
         request.extensions_mut().insert(context);
+        let shared = self.shared.clone();
         match request.uri().path() {
-            "/" => {
-                let mut rpc = self
-                    .rpc_builder
-                    .clone()
-                    .build(self.methods.clone(), self.stop.clone());
-                rpc.call(request).boxed()
-            }
+            "/" if is_upgrade_request(&request) => websocket(shared, request).boxed(),
+            "/" => json_rpc_over_http(shared, request).boxed(),
             path => {
                 let error = ApiError::new(ErrorCode::NotFound, format!("No route for {path}"));
-                ready(error_response(&error, path))
+                ready(Ok(error_response(&error, path)))
             }
         }
     }
 }
 
-fn ready(response: Response<HttpBody>) -> BoxFuture<'static, Result<Response<HttpBody>, BoxError>> {
-    async move { Ok(response) }.boxed()
+/// Hands a WebSocket upgrade to jsonrpsee if a connection slot is free; the slot is given
+/// back when the session closes.
+async fn websocket(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<HttpBody>, BoxError> {
+    let Ok(permit) = shared.ws_permits.clone().try_acquire_owned() else {
+        let error = ApiError {
+            retry_after_secs: Some(5),
+            ..ApiError::new(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "Too many WebSocket connections (limit {})",
+                    shared.settings.max_ws_connections
+                ),
+            )
+        };
+        return Ok(error_response(&error, "/"));
+    };
+    let mut rpc = shared
+        .rpc_builder
+        .clone()
+        .build(shared.methods.clone(), shared.stop.clone());
+    let closed = rpc.on_session_closed();
+    tokio::spawn(async move {
+        closed.await;
+        drop(permit);
+    });
+    rpc.call(request).await
+}
+
+/// Reads the body within the size limit, then lets jsonrpsee answer.
+async fn json_rpc_over_http(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<HttpBody>, BoxError> {
+    let limit = shared.settings.max_request_body_bytes as usize;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Ok(payload_too_large(limit));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Ok(payload_too_large(limit));
+        }
+        Err(error) => return Err(error),
+    };
+    let request = Request::from_parts(parts, Full::new(bytes));
+    let mut rpc = shared
+        .rpc_builder
+        .clone()
+        .build(shared.methods.clone(), shared.stop.clone());
+    rpc.call(request).await
+}
+
+fn payload_too_large(limit: usize) -> Response<HttpBody> {
+    let error = ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("Request body exceeds {limit} bytes"),
+    );
+    json_rpc_error_response(&error)
+}
+
+/// A JSON-RPC error reply (id null) carrying the shared error shape, with its HTTP status.
+fn json_rpc_error_response(error: &ApiError) -> Response<HttpBody> {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": Value::Null,
+        "error": {
+            "code": error.code.json_rpc_code(),
+            "message": error.message,
+            "data": error.data(""),
+        }
+    });
+    json_response(error, body)
 }
 
 /// A JSON error body in the shared error shape, with the matching HTTP status.
@@ -146,28 +257,119 @@ pub fn error_response(error: &ApiError, path: &str) -> Response<HttpBody> {
             "data": error.data(path),
         }
     });
+    json_response(error, body)
+}
+
+fn json_response(error: &ApiError, body: Value) -> Response<HttpBody> {
     let mut response = Response::new(HttpBody::from(body.to_string()));
     *response.status_mut() =
         StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
+        HeaderValue::from_static("application/json"),
     );
+    if let Some(seconds) = error.retry_after_secs {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
 }
 
-fn request_context(headers: &HeaderMap, peer_addr: SocketAddr) -> RequestContext {
+fn ready(
+    response: Result<Response<HttpBody>, BoxError>,
+) -> BoxFuture<'static, Result<Response<HttpBody>, BoxError>> {
+    futures_util::future::ready(response).boxed()
+}
+
+/// The caller facts of a request. Browsers cannot set headers on a WebSocket, so an upgrade
+/// may carry its token as `?token=` instead.
+fn request_context<B>(request: &Request<B>, peer: SocketAddr, trusted: &[IpNet]) -> RequestContext {
+    let headers = request.headers();
     let text = |name: header::HeaderName| {
         headers
             .get(name)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned)
     };
+    let authorization = text(header::AUTHORIZATION).or_else(|| {
+        is_upgrade_request(request)
+            .then(|| query_param(request.uri().query()?, "token"))
+            .flatten()
+            .map(|token| format!("Bearer {token}"))
+    });
     RequestContext {
-        authorization: text(header::AUTHORIZATION),
-        peer_addr: Some(peer_addr),
+        authorization,
+        client_ip: Some(client_ip(peer.ip(), headers, trusted)),
         user_agent: text(header::USER_AGENT),
     }
+}
+
+/// The percent-decoded value of `name` in a query string.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok();
+                match hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        index += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        index += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                index += 1;
+            }
+            byte => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// CORS for browser callers: preflights answered, `Authorization` and `Content-Type` allowed.
+/// With a list of origins, credentials are allowed too; with `*`, any origin, without them.
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([http::Method::GET, http::Method::POST, http::Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("trpc-accept"),
+            header::HeaderName::from_static("x-sluice-ack"),
+        ])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(std::time::Duration::from_secs(3600));
+    if origins.iter().any(|origin| origin == "*") {
+        return base.allow_origin(AllowOrigin::any());
+    }
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    if allowed.is_empty() {
+        // No origin listed: browsers on other origins get no CORS grant.
+        return base.allow_origin(AllowOrigin::list([]));
+    }
+    base.allow_origin(AllowOrigin::list(allowed))
+        .allow_credentials(true)
 }
 
 /// Runs `serve` on a spawned task, returning its join handle; a convenience for [`crate::server`].
@@ -178,4 +380,23 @@ pub fn spawn(
     stop: StopHandle,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(serve(listener, methods, settings, stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_percent_decoded() {
+        assert_eq!(
+            query_param("a=1&token=x%2By%3D", "token").as_deref(),
+            Some("x+y=")
+        );
+        assert_eq!(
+            query_param("input=%7B%22a%22%3A1%7D", "input").as_deref(),
+            Some(r#"{"a":1}"#)
+        );
+        assert_eq!(query_param("a=1", "token"), None);
+        assert_eq!(query_param("p=100%", "p").as_deref(), Some("100%"));
+    }
 }

@@ -5,6 +5,7 @@
 //! - [`http`]: the listener, the per-request [`crate::identity::RequestContext`], and routing of
 //!   HTTP paths to the JSON-RPC service.
 
+pub mod client_ip;
 pub mod http;
 pub mod jsonrpc;
 pub mod notifications;

@@ -9,6 +9,7 @@ mod cli;
 mod exactly_once;
 mod flushing;
 mod jsonrpc_protocol;
+mod security;
 mod shutdown;
 mod track;
 mod validation;

@@ -27,6 +27,26 @@ pub use database::{Backend, TestDatabase};
 /// The admin token every test server accepts.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
+/// The JWT secret of every test server.
+pub const JWT_SECRET: &str = "test-jwt-secret-test-jwt-secret-0123";
+
+/// A JWT for `sub` with `role`, signed with the test secret, valid for an hour.
+pub fn jwt(sub: &str, role: sluice::identity::Role) -> String {
+    let claims = sluice::identity::Claims {
+        sub: sub.to_owned(),
+        role,
+        creator_id: None,
+        brand_id: None,
+        exp: None,
+    };
+    sluice::identity::mint_token(
+        &sluice::identity::Secret::new(JWT_SECRET),
+        claims,
+        Some(3600),
+    )
+    .expect("mint")
+}
+
 /// Generates one `#[tokio::test]` per backend for each listed `async fn name(backend: Backend)`:
 /// `sqlite::name` always runs, `postgres::name` when `SLUICE_TEST_POSTGRES_URL` is set.
 #[macro_export]
@@ -62,13 +82,16 @@ pub struct TestServer {
     pub config: Config,
 }
 
-/// The configuration tests start from: nothing flushes by itself unless a test asks for it.
+/// The configuration tests start from: nothing flushes by itself unless a test asks for it,
+/// and rate limiting is off unless a test turns it on.
 pub fn test_config(database: &TestDatabase) -> Config {
     Config {
         bind: "127.0.0.1:0".parse().expect("addr"),
         database_url: Some(database.url.clone()),
         batch_timeout_ms: 3_600_000,
         admin_token: Some(ADMIN_TOKEN.to_owned()),
+        jwt_secret: Some(JWT_SECRET.to_owned()),
+        rate_limit_per_second: 0,
         db_pool_size: 4,
         ..Config::default()
     }
@@ -142,6 +165,22 @@ impl TestServer {
             .build(self.ws_url())
             .await
             .expect("ws client")
+    }
+
+    /// A WebSocket client; `Err` when the server refuses the handshake.
+    pub async fn try_ws_client(
+        &self,
+        url_suffix: &str,
+        authorization: Option<&str>,
+    ) -> Result<WsClient, ClientError> {
+        let mut headers = http::HeaderMap::new();
+        if let Some(value) = authorization {
+            headers.insert(http::header::AUTHORIZATION, value.parse().expect("header"));
+        }
+        WsClientBuilder::default()
+            .set_headers(headers)
+            .build(format!("{}{url_suffix}", self.ws_url()))
+            .await
     }
 
     /// Calls `method` anonymously with `input` by name.

@@ -11,6 +11,7 @@ use serde_json::Value;
 /// An HTTP response with its body parsed as JSON (`Value::Null` when empty).
 pub struct RawResponse {
     pub status: StatusCode,
+    pub headers: http::HeaderMap,
     pub body: Value,
     pub text: String,
 }
@@ -33,10 +34,25 @@ pub async fn get(url: &str) -> RawResponse {
     .await
 }
 
+/// Any method, any headers, any body.
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> RawResponse {
+    let mut request = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(request.body(Full::new(body.into())).expect("request")).await
+}
+
 async fn send(request: Request<Full<Bytes>>) -> RawResponse {
     let client = Client::builder(TokioExecutor::new()).build_http();
     let response = client.request(request).await.expect("HTTP round trip");
     let status = response.status();
+    let headers = response.headers().clone();
     let bytes = response
         .into_body()
         .collect()
@@ -49,5 +65,10 @@ async fn send(request: Request<Full<Bytes>>) -> RawResponse {
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
     };
-    RawResponse { status, body, text }
+    RawResponse {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
