@@ -71,7 +71,13 @@ impl RunningServer {
         let methods = jsonrpc::rpc_module(service.clone());
         let (stop, server_handle) = stop_channel();
         let local_addr = listener.local_addr()?;
-        let http_task = http::spawn(listener, methods.into(), config.http(), stop);
+        let http_task = http::spawn(
+            listener,
+            service.clone(),
+            methods.into(),
+            config.http(),
+            stop,
+        );
         tracing::info!(address = %local_addr, "sluice ready to accept requests");
         Ok(Self {
             local_addr,

@@ -1,7 +1,7 @@
 //! The HTTP side of the server: accepts TCP connections, records what each request says about
 //! its caller in a [`RequestContext`], enforces the transport limits (body size, WebSocket
 //! connections, CORS), and routes paths: `/` to JSON-RPC (POST and WebSocket upgrade),
-//! anything else to a JSON 404.
+//! `/api/trpc/…` to the tRPC adapter, anything else to a JSON 404.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::client_ip::client_ip;
 use super::notifications::ExecuteNotificationsLayer;
+use super::trpc;
+use crate::api::EventIngestion;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::identity::RequestContext;
 
@@ -64,6 +66,7 @@ impl Default for HttpSettings {
 /// requests before it closes.
 pub async fn serve(
     listener: TcpListener,
+    service: Arc<EventIngestion>,
     methods: Methods,
     settings: HttpSettings,
     stop: StopHandle,
@@ -85,6 +88,7 @@ pub async fn serve(
         ws_permits: Arc::new(Semaphore::new(settings.max_ws_connections)),
         settings,
         rpc_builder,
+        service,
         methods,
         stop: stop.clone(),
     });
@@ -122,6 +126,7 @@ pub async fn serve(
 struct Shared {
     settings: HttpSettings,
     rpc_builder: RpcBuilder,
+    service: Arc<EventIngestion>,
     methods: Methods,
     stop: StopHandle,
     ws_permits: Arc<Semaphore>,
@@ -152,11 +157,21 @@ impl Service<Request<Incoming>> for RouteService {
             self.peer_addr,
             &self.shared.settings.trusted_proxies,
         );
-        request.extensions_mut().insert(context);
         let shared = self.shared.clone();
         match request.uri().path() {
-            "/" if is_upgrade_request(&request) => websocket(shared, request).boxed(),
-            "/" => json_rpc_over_http(shared, request).boxed(),
+            path if path.starts_with(trpc::PREFIX) => async move {
+                let limit = shared.settings.max_request_body_bytes as usize;
+                Ok(trpc::handle(&shared.service, request, &context, limit).await)
+            }
+            .boxed(),
+            "/" if is_upgrade_request(&request) => {
+                request.extensions_mut().insert(context);
+                websocket(shared, request).boxed()
+            }
+            "/" => {
+                request.extensions_mut().insert(context);
+                json_rpc_over_http(shared, request).boxed()
+            }
             path => {
                 let error = ApiError::new(ErrorCode::NotFound, format!("No route for {path}"));
                 ready(Ok(error_response(&error, path)))
@@ -375,11 +390,12 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
 /// Runs `serve` on a spawned task, returning its join handle; a convenience for [`crate::server`].
 pub fn spawn(
     listener: TcpListener,
+    service: Arc<EventIngestion>,
     methods: Methods,
     settings: HttpSettings,
     stop: StopHandle,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(serve(listener, methods, settings, stop))
+    tokio::spawn(serve(listener, service, methods, settings, stop))
 }
 
 #[cfg(test)]

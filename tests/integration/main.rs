@@ -12,4 +12,6 @@ mod jsonrpc_protocol;
 mod security;
 mod shutdown;
 mod track;
+mod trpc_client;
+mod trpc_http;
 mod validation;

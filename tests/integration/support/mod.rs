@@ -214,6 +214,13 @@ impl TestServer {
             .expect("getStats")
     }
 
+    /// The `accepted` counter of getStats.
+    pub async fn stats_count_accepted(&self) -> u64 {
+        self.stats().await["counters"]["accepted"]
+            .as_u64()
+            .expect("accepted counter")
+    }
+
     pub async fn stored(&self, id: Uuid) -> Option<EventRecord> {
         self.store().find_event(id).await.expect("read back")
     }

@@ -1,0 +1,420 @@
+//! tRPC's HTTP wire format at `/api/trpc/<path>`, so frontends keep using `@trpc/client`
+//! (v10 and v11: `httpLink`, `httpBatchLink`, `httpBatchStreamLink`).
+//!
+//! This adapter only translates: every call goes to the same [`EventIngestion::call`] that
+//! JSON-RPC uses, and errors come out in the same shape.
+//!
+//! Wire facts: a query is `GET ?input=<urlencoded JSON>`, a mutation is `POST` with the raw
+//! JSON input as body (empty body: no input). A batch is `/a,b?batch=1`, with the input (or
+//! body) an object keyed `"0"`, `"1"`, … and a JSON array in reply, HTTP 207 when the items'
+//! statuses differ. `trpc-accept: application/jsonl` asks for the streaming (JSON Lines)
+//! form of a batch. An input of the form `{"json": …, "meta"?: …}` is a superjson envelope;
+//! it is unwrapped and answered in kind.
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use jsonrpsee::server::HttpBody;
+use serde_json::{Map, Value, json};
+
+use super::http::query_param;
+use crate::api::error::{ApiError, ErrorCode};
+use crate::api::{EventIngestion, Procedure};
+use crate::identity::RequestContext;
+
+/// The path prefix tRPC clients are pointed at.
+pub const PREFIX: &str = "/api/trpc/";
+
+/// The streaming forms of a batch reply.
+enum Streaming {
+    /// v11 `httpBatchStreamLink` (`trpc-accept: application/jsonl`).
+    JsonLines,
+    /// v10 `unstable_httpBatchStreamLink` (`trpc-batch-mode: stream`): one JSON object
+    /// written a member per line.
+    ObjectLines,
+}
+
+/// One call of a (possibly batched) request, decoded.
+struct Call {
+    path: String,
+    input: Option<Value>,
+    superjson: bool,
+}
+
+/// Answers one tRPC HTTP request.
+pub async fn handle(
+    service: &EventIngestion,
+    request: Request<Incoming>,
+    context: &RequestContext,
+    max_body_bytes: usize,
+) -> Response<HttpBody> {
+    let is_batch = request
+        .uri()
+        .query()
+        .and_then(|query| query_param(query, "batch"))
+        .is_some_and(|batch| batch == "1" || batch == "true");
+    let streaming = if request
+        .headers()
+        .get("trpc-accept")
+        .is_some_and(|accept| accept.as_bytes() == b"application/jsonl")
+    {
+        Some(Streaming::JsonLines)
+    } else if request
+        .headers()
+        .get("trpc-batch-mode")
+        .is_some_and(|mode| mode.as_bytes() == b"stream")
+    {
+        Some(Streaming::ObjectLines)
+    } else {
+        None
+    };
+    let paths: Vec<String> = request.uri().path()[PREFIX.len()..]
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let method = request.method().clone();
+    let calls = match decode_calls(request, &paths, is_batch, max_body_bytes).await {
+        Ok(calls) => calls,
+        Err(error) => return single_response(&error_item(&error, None, false), Some(&error)),
+    };
+    let mut items = Vec::with_capacity(calls.len());
+    let mut errors = Vec::with_capacity(calls.len());
+    for call in calls {
+        let outcome = run_call(service, &method, &call, context).await;
+        let (item, error) = match outcome {
+            Ok(data) => (success_item(data, call.superjson), None),
+            Err(error) => (
+                error_item(&error, Some(&call.path), call.superjson),
+                Some(error),
+            ),
+        };
+        items.push(item);
+        errors.push(error);
+    }
+    if !is_batch {
+        let item = items.pop().unwrap_or(Value::Null);
+        return single_response(&item, errors.pop().flatten().as_ref());
+    }
+    match streaming {
+        Some(Streaming::JsonLines) => {
+            let superjson = items.iter().any(is_superjson_item);
+            return jsonl_response(items, superjson);
+        }
+        Some(Streaming::ObjectLines) => return object_lines_response(items),
+        None => {}
+    }
+    batch_response(items, &errors)
+}
+
+async fn run_call(
+    service: &EventIngestion,
+    method: &Method,
+    call: &Call,
+    context: &RequestContext,
+) -> Result<Value, ApiError> {
+    let procedure = Procedure::from_path(&call.path).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "No \"{}\" procedure on path \"{}\"",
+                kind(method),
+                call.path
+            ),
+        )
+    })?;
+    let allowed = if procedure.is_query() {
+        Method::GET
+    } else {
+        Method::POST
+    };
+    if method != allowed {
+        return Err(ApiError::new(
+            ErrorCode::MethodNotSupported,
+            format!(
+                "Unsupported {method} request to {} procedure at path \"{}\"",
+                if procedure.is_query() {
+                    "query"
+                } else {
+                    "mutation"
+                },
+                call.path
+            ),
+        ));
+    }
+    service.call(procedure, context, call.input.clone()).await
+}
+
+fn kind(method: &Method) -> &'static str {
+    if method == Method::GET {
+        "query"
+    } else {
+        "mutation"
+    }
+}
+
+/// Reads the inputs: from `?input=` for GET, from the body for POST.
+async fn decode_calls(
+    request: Request<Incoming>,
+    paths: &[String],
+    is_batch: bool,
+    max_body_bytes: usize,
+) -> Result<Vec<Call>, ApiError> {
+    let raw = match *request.method() {
+        Method::GET => request
+            .uri()
+            .query()
+            .and_then(|query| query_param(query, "input")),
+        Method::POST => read_body(request, max_body_bytes).await?,
+        ref other => {
+            return Err(ApiError::new(
+                ErrorCode::MethodNotSupported,
+                format!("tRPC accepts GET and POST, not {other}"),
+            ));
+        }
+    };
+    let parsed = match raw.filter(|raw| !raw.trim().is_empty()) {
+        None => None,
+        Some(raw) => Some(serde_json::from_str::<Value>(&raw).map_err(|error| {
+            ApiError::new(
+                ErrorCode::ParseError,
+                format!("Input is not valid JSON: {error}"),
+            )
+        })?),
+    };
+    if !is_batch {
+        let path = paths.first().cloned().unwrap_or_default();
+        let (input, superjson) = unwrap_superjson(parsed);
+        return Ok(vec![Call {
+            path,
+            input,
+            superjson,
+        }]);
+    }
+    let mut by_index = match parsed {
+        None => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "A batch input must be an object keyed by call index",
+            ));
+        }
+    };
+    Ok(paths
+        .iter()
+        .enumerate()
+        .map(|(index, path)| {
+            let (input, superjson) = unwrap_superjson(by_index.remove(&index.to_string()));
+            Call {
+                path: path.clone(),
+                input,
+                superjson,
+            }
+        })
+        .collect())
+}
+
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Option<String>, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let bytes = Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("Request body exceeds {limit} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("Could not read the request body: {error}"))
+            }
+        })?
+        .to_bytes();
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    if content_type
+        .as_deref()
+        .is_some_and(|kind| kind != "application/json")
+    {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Send the input as application/json",
+        ));
+    }
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|_| ApiError::new(ErrorCode::ParseError, "The body is not UTF-8"))
+}
+
+/// `{"json": x, "meta": …}` → `(x, true)`; anything else is passed through.
+fn unwrap_superjson(input: Option<Value>) -> (Option<Value>, bool) {
+    match input {
+        Some(Value::Object(mut map))
+            if map.contains_key("json") && map.keys().all(|key| key == "json" || key == "meta") =>
+        {
+            let inner = map.remove("json").filter(|value| !value.is_null());
+            (inner, true)
+        }
+        other => (other, false),
+    }
+}
+
+fn success_item(data: Value, superjson: bool) -> Value {
+    let data = if superjson {
+        json!({ "json": data })
+    } else {
+        data
+    };
+    json!({ "result": { "data": data } })
+}
+
+fn error_item(error: &ApiError, path: Option<&str>, superjson: bool) -> Value {
+    let mut data = error.data(path.unwrap_or(""));
+    if path.is_none() {
+        data["path"] = Value::Null;
+    }
+    let shape = json!({
+        "message": error.message,
+        "code": error.code.json_rpc_code(),
+        "data": data,
+    });
+    if superjson {
+        json!({ "error": { "json": shape } })
+    } else {
+        json!({ "error": shape })
+    }
+}
+
+fn is_superjson_item(item: &Value) -> bool {
+    item.pointer("/result/data/json").is_some() || item.pointer("/error/json").is_some()
+}
+
+fn status_of(error: Option<&ApiError>) -> StatusCode {
+    error.map_or(StatusCode::OK, |error| {
+        StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    })
+}
+
+fn single_response(item: &Value, error: Option<&ApiError>) -> Response<HttpBody> {
+    json_response(status_of(error), item.to_string(), error)
+}
+
+/// The array reply of a batch: one status when all items agree, else 207 Multi-Status.
+fn batch_response(items: Vec<Value>, errors: &[Option<ApiError>]) -> Response<HttpBody> {
+    let statuses: Vec<StatusCode> = errors
+        .iter()
+        .map(|error| status_of(error.as_ref()))
+        .collect();
+    let status = match statuses.first() {
+        Some(first) if statuses.iter().all(|status| status == first) => *first,
+        Some(_) => StatusCode::MULTI_STATUS,
+        None => StatusCode::OK,
+    };
+    let retry = errors
+        .iter()
+        .flatten()
+        .find(|error| error.retry_after_secs.is_some());
+    json_response(status, Value::Array(items).to_string(), retry)
+}
+
+/// The JSON Lines reply `httpBatchStreamLink` reads: a head line mapping each call index to
+/// its encoded value. Every value here is already complete, so the head is the whole stream.
+fn jsonl_response(items: Vec<Value>, superjson: bool) -> Response<HttpBody> {
+    let mut head = Map::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let item = if superjson {
+            unwrap_item_json(item)
+        } else {
+            item
+        };
+        head.insert(index.to_string(), json!([[item]]));
+    }
+    let head = if superjson {
+        json!({ "json": head })
+    } else {
+        Value::Object(head)
+    };
+    let mut response = json_response(StatusCode::OK, format!("{head}\n"), None);
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("trpc-accept"));
+    response
+}
+
+/// v10's streaming form: `{"0":item` then `,"1":item` on the next lines, then `}`.
+fn object_lines_response(items: Vec<Value>) -> Response<HttpBody> {
+    let mut body = String::new();
+    for (index, item) in items.iter().enumerate() {
+        body.push(if index == 0 { '{' } else { ',' });
+        body.push_str(&format!("\"{index}\":{item}\n"));
+    }
+    if body.is_empty() {
+        body.push('{');
+    }
+    body.push('}');
+    let mut response = json_response(StatusCode::OK, body, None);
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("trpc-batch-mode"));
+    response
+}
+
+/// For streaming, superjson wraps the whole head, not each item's data.
+fn unwrap_item_json(mut item: Value) -> Value {
+    if let Some(data) = item.pointer_mut("/result/data") {
+        if let Some(inner) = data.get_mut("json").map(Value::take) {
+            *data = inner;
+        }
+    } else if let Some(error) = item.get_mut("error") {
+        if let Some(inner) = error.get_mut("json").map(Value::take) {
+            *error = inner;
+        }
+    }
+    item
+}
+
+fn json_response(status: StatusCode, body: String, error: Option<&ApiError>) -> Response<HttpBody> {
+    let mut response = Response::new(HttpBody::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(seconds) = error.and_then(|error| error.retry_after_secs) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn superjson_envelopes_are_recognised_exactly() {
+        assert_eq!(
+            unwrap_superjson(Some(json!({"json": {"eventType": "x"}}))),
+            (Some(json!({"eventType": "x"})), true)
+        );
+        assert_eq!(
+            unwrap_superjson(Some(
+                json!({"json": null, "meta": {"values": ["undefined"]}})
+            )),
+            (None, true)
+        );
+        let plain = json!({"eventType": "x", "json": 1});
+        assert_eq!(unwrap_superjson(Some(plain.clone())), (Some(plain), false));
+    }
+}

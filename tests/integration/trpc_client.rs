@@ -1,0 +1,89 @@
+//! The real `@trpc/client`, v10 and v11, with httpLink, httpBatchLink and httpBatchStreamLink
+//! (each with and without superjson), from Node against a running Sluice on each backend.
+//! The cases live in `tests/trpc-client/contract.mjs`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use sluice::identity::Role;
+
+use crate::backend_tests;
+use crate::support::{Backend, TestServer, jwt};
+
+backend_tests!(trpc_client_v11_works, trpc_client_v10_works);
+
+async fn trpc_client_v11_works(backend: Backend) {
+    run_client_suite(backend, "v11").await;
+}
+
+async fn trpc_client_v10_works(backend: Backend) {
+    run_client_suite(backend, "v10").await;
+}
+
+/// `npm ci` runs at most once per fixture folder at a time.
+static INSTALL: Mutex<()> = Mutex::new(());
+
+fn fixture(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/trpc-client")
+        .join(version)
+}
+
+/// Installs the fixture's locked packages if they are not there yet.
+fn ensure_installed(folder: &Path) {
+    let _guard = INSTALL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if folder.join("node_modules/@trpc/client").is_dir() {
+        return;
+    }
+    let output = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(folder)
+        .output()
+        .expect("npm is needed for the tRPC client tests");
+    assert!(
+        output.status.success(),
+        "npm ci in {} failed:\n{}",
+        folder.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn run_client_suite(backend: Backend, version: &str) {
+    let folder = fixture(version);
+    tokio::task::spawn_blocking({
+        let folder = folder.clone();
+        move || ensure_installed(&folder)
+    })
+    .await
+    .expect("install");
+    let server = TestServer::start(backend).await;
+    let url = format!("{}/api/trpc", server.http_url());
+    let output = tokio::process::Command::new("node")
+        .args(["--test", "--test-reporter=tap", "client.test.mjs"])
+        .current_dir(&folder)
+        .env("SLUICE_TRPC_URL", url)
+        .env("SLUICE_ADMIN_JWT", jwt("admin-1", Role::Admin))
+        .env("SLUICE_VIEWER_JWT", jwt("viewer-1", Role::Viewer))
+        .output()
+        .await
+        .expect("node is needed for the tRPC client tests");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "@trpc/client {version} suite failed:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let passed = report
+        .lines()
+        .find_map(|line| line.strip_prefix("# pass "))
+        .and_then(|count| count.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    assert_eq!(passed, 30, "every case ran:\n{report}");
+    // The calls really reached the database: 6 link set-ups × (1 track + 2 batch items +
+    // 2 concurrent tracks).
+    server.force_flush().await;
+    assert_eq!(server.count().await, 30, "every accepted event is stored");
+}

@@ -1,0 +1,102 @@
+// The tRPC contract of Sluice, exercised with whichever @trpc/client version the caller
+// passes in (see v10/ and v11/). Run against a live server: SLUICE_TRPC_URL names its
+// /api/trpc endpoint, SLUICE_ADMIN_JWT and SLUICE_VIEWER_JWT are tokens it accepts.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+const url = process.env.SLUICE_TRPC_URL;
+const adminToken = process.env.SLUICE_ADMIN_JWT;
+const viewerToken = process.env.SLUICE_VIEWER_JWT;
+
+let counter = 0;
+const pageView = (label) => ({
+  eventType: 'page_viewed',
+  props: { path: `/${label}/${process.pid}/${counter++}` },
+});
+
+/** Asserts that `promise` rejects with a TRPCClientError whose data.code is `code`. */
+async function rejectsWith(kit, promise, code, check = () => {}) {
+  await assert.rejects(promise, (error) => {
+    assert.ok(error instanceof kit.TRPCClientError, `not a TRPCClientError: ${error}`);
+    assert.equal(error.data?.code, code, JSON.stringify(error.data));
+    assert.equal(typeof error.shape?.code, 'number');
+    check(error);
+    return true;
+  });
+}
+
+/**
+ * kit: { version, links: string[], client(link, { token, superjson }), TRPCClientError }
+ */
+export function contract(kit) {
+  assert.ok(url, 'SLUICE_TRPC_URL must be set');
+  for (const link of kit.links) {
+    for (const superjson of [false, true]) {
+      const label = `v${kit.version} ${link}${superjson ? ' + superjson' : ''}`;
+      const anonymous = kit.client(link, { superjson });
+      const admin = kit.client(link, { superjson, token: adminToken });
+      const viewer = kit.client(link, { superjson, token: viewerToken });
+
+      test(`${label}: track accepts an event`, async () => {
+        const output = await anonymous.eventIngestion.track.mutate(pageView(label));
+        assert.equal(output.status, 'accepted');
+        assert.equal(output.tracked, true);
+        assert.match(output.eventId, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-/);
+      });
+
+      test(`${label}: trackBatch settles each item on its own`, async () => {
+        const output = await anonymous.eventIngestion.trackBatch.mutate({
+          events: [pageView(label), { eventType: 'asset_viewed' }, pageView(label)],
+        });
+        assert.equal(output.total, 3);
+        assert.equal(output.successful, 2);
+        assert.deepEqual(output.results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+        assert.equal(output.results[1].error.data.code, 'BAD_REQUEST');
+      });
+
+      test(`${label}: validation errors carry zodError`, async () => {
+        await rejectsWith(kit, anonymous.eventIngestion.track.mutate({ eventType: '' }), 'BAD_REQUEST', (error) => {
+          assert.equal(error.data.httpStatus, 400);
+          assert.equal(error.data.path, 'eventIngestion.track');
+          assert.ok(error.data.zodError.fieldErrors.eventType.length > 0);
+        });
+        await rejectsWith(
+          kit,
+          anonymous.eventIngestion.track.mutate({ eventType: 'x', entityId: 'cjld2cjxh0000qzrmn831i7rn' }),
+          'BAD_REQUEST',
+          (error) => assert.ok(error.data.zodError.fieldErrors.entityType),
+        );
+        await rejectsWith(kit, anonymous.eventIngestion.trackBatch.mutate({ events: [] }), 'BAD_REQUEST');
+      });
+
+      test(`${label}: admin procedures check the caller`, async () => {
+        await rejectsWith(kit, anonymous.eventIngestion.getStats.query(), 'UNAUTHORIZED');
+        await rejectsWith(kit, viewer.eventIngestion.getStats.query(), 'FORBIDDEN');
+        await rejectsWith(kit, viewer.eventIngestion.forceFlush.mutate(), 'FORBIDDEN');
+        const stats = await admin.eventIngestion.getStats.query();
+        assert.equal(typeof stats.bufferSize, 'number');
+        assert.equal(stats.config.batchSize, 100);
+        const flush = await admin.eventIngestion.forceFlush.mutate();
+        assert.equal(flush.flushed, true);
+        assert.equal(typeof flush.persisted, 'number');
+      });
+
+      test(`${label}: concurrent calls (batched by batch links) each get their own answer`, async () => {
+        const [first, bad, second, stats] = await Promise.allSettled([
+          anonymous.eventIngestion.track.mutate(pageView(label)),
+          anonymous.eventIngestion.track.mutate({ eventType: 'x', source: 'fax' }),
+          anonymous.eventIngestion.track.mutate(pageView(label)),
+          admin.eventIngestion.getStats.query(),
+        ]);
+        assert.equal(first.status, 'fulfilled');
+        assert.equal(first.value.status, 'accepted');
+        assert.equal(second.value.status, 'accepted');
+        assert.notEqual(first.value.eventId, second.value.eventId);
+        assert.equal(bad.status, 'rejected');
+        assert.equal(bad.reason.data.code, 'BAD_REQUEST');
+        assert.ok(bad.reason.data.zodError.fieldErrors.source);
+        assert.equal(stats.status, 'fulfilled');
+      });
+    }
+  }
+}
