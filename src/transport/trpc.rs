@@ -372,13 +372,11 @@ fn object_lines_response(items: Vec<Value>) -> Response<HttpBody> {
 
 /// For streaming, superjson wraps the whole head, not each item's data.
 fn unwrap_item_json(mut item: Value) -> Value {
-    if let Some(data) = item.pointer_mut("/result/data") {
-        if let Some(inner) = data.get_mut("json").map(Value::take) {
-            *data = inner;
-        }
-    } else if let Some(error) = item.get_mut("error") {
-        if let Some(inner) = error.get_mut("json").map(Value::take) {
-            *error = inner;
+    for pointer in ["/result/data", "/error"] {
+        if let Some(wrapped) = item.pointer_mut(pointer)
+            && let Some(inner) = wrapped.get_mut("json").map(Value::take)
+        {
+            *wrapped = inner;
         }
     }
     item
