@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod rate_limit;
+pub mod schema;
 pub mod types;
 
 use std::sync::Arc;

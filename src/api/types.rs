@@ -3,12 +3,13 @@
 //! Inputs are validated in two steps: these derive rules (shape and formats), then the
 //! configurable business rules in [`crate::pipeline::validation`].
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use validator::{Validate, ValidationError};
 
 /// Where an event was produced.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventSource {
     #[default]
@@ -32,7 +33,7 @@ impl EventSource {
 }
 
 /// The kind of domain object an event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EntityType {
     Project,
@@ -65,7 +66,7 @@ impl EntityType {
 }
 
 /// Marketing attribution sent with an event.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, Validate)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Attribution {
     #[validate(length(max = 255, message = "must be at most 255 characters"))]
@@ -78,14 +79,16 @@ pub struct Attribution {
     pub utm_term: Option<String>,
     #[validate(length(max = 255, message = "must be at most 255 characters"))]
     pub utm_content: Option<String>,
+    /// An absolute URL, or "".
     #[validate(custom(function = "url_or_empty"))]
     pub referrer: Option<String>,
+    /// An absolute URL, or "".
     #[validate(custom(function = "url_or_empty"))]
     pub landing_page: Option<String>,
 }
 
 /// The input of `eventIngestion.track`, one item of `eventIngestion.trackBatch`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Validate)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Validate, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrackEventInput {
     #[validate(length(min = 1, max = 100, message = "must be 1 to 100 characters"))]
@@ -93,19 +96,22 @@ pub struct TrackEventInput {
     #[serde(default)]
     pub source: EventSource,
     #[validate(custom(function = "cuid"))]
+    #[schemars(extend("format" = "cuid"))]
     pub entity_id: Option<String>,
     pub entity_type: Option<EntityType>,
     #[validate(custom(function = "uuid"))]
+    #[schemars(extend("format" = "uuid"))]
     pub session_id: Option<String>,
     pub props: Option<Map<String, Value>>,
     #[validate(nested)]
     pub attribution: Option<Attribution>,
     #[validate(custom(function = "uuid"))]
+    #[schemars(extend("format" = "uuid"))]
     pub idempotency_key: Option<String>,
 }
 
 /// What happened to one tracked event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TrackStatus {
     /// New event, buffered for writing (or written, in durable mode).
@@ -117,7 +123,7 @@ pub enum TrackStatus {
 }
 
 /// The output of `eventIngestion.track`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrackEventOutput {
     pub event_id: Option<uuid::Uuid>,
@@ -125,16 +131,19 @@ pub struct TrackEventOutput {
     pub status: TrackStatus,
 }
 
-/// The input of `eventIngestion.trackBatch`. Items stay raw JSON so that each one is
-/// validated on its own and a bad item cannot fail the others.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The input of `eventIngestion.trackBatch`.
+//
+// Items stay raw JSON here so that each one is validated on its own and a bad item cannot
+// fail the others; the published schema describes them as TrackEventInput.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrackBatchInput {
+    #[schemars(with = "Vec<TrackEventInput>", length(min = 1, max = 50))]
     pub events: Vec<Value>,
 }
 
 /// Whether one batch item was accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SettledStatus {
     Fulfilled,
@@ -142,7 +151,7 @@ pub enum SettledStatus {
 }
 
 /// The error of a rejected batch item: the same shape as a procedure error.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ItemError {
     pub code: i32,
     pub message: String,
@@ -150,7 +159,7 @@ pub struct ItemError {
 }
 
 /// The outcome of one batch item, in input order.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct BatchItemResult {
     pub index: usize,
     pub status: SettledStatus,
@@ -159,7 +168,7 @@ pub struct BatchItemResult {
 }
 
 /// The output of `eventIngestion.trackBatch`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct TrackBatchOutput {
     pub total: usize,
     pub successful: usize,
@@ -168,7 +177,7 @@ pub struct TrackBatchOutput {
 }
 
 /// The output of `eventIngestion.forceFlush`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ForceFlushOutput {
     /// True when the buffer was emptied into the database.
     pub flushed: bool,

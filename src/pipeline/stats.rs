@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::storage::{Backend, PoolStatus};
@@ -50,7 +51,7 @@ impl Stats {
 }
 
 /// Overall state, from flush failures and buffer fill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     Healthy,
@@ -59,7 +60,7 @@ pub enum Health {
 }
 
 /// The configuration getStats echoes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatsConfig {
     pub batch_size: usize,
@@ -71,7 +72,7 @@ pub struct StatsConfig {
 }
 
 /// Counter values at one moment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Counters {
     pub accepted: u64,
@@ -87,7 +88,7 @@ pub struct Counters {
 }
 
 /// Pool state as getStats reports it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolReport {
     pub backend: Backend,
@@ -96,7 +97,7 @@ pub struct PoolReport {
 }
 
 /// The output of `eventIngestion.getStats`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatsReport {
     pub buffer_size: usize,

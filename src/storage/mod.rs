@@ -12,6 +12,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -28,7 +29,7 @@ const CLAIM_ATTEMPTS: usize = 3;
 const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Which database a store writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     Postgres,
@@ -37,7 +38,7 @@ pub enum Backend {
 }
 
 /// Connection pool occupancy, reported by getStats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
     pub max_size: usize,

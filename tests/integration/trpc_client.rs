@@ -87,3 +87,28 @@ async fn run_client_suite(backend: Backend, version: &str) {
     server.force_flush().await;
     assert_eq!(server.count().await, 30, "every accepted event is stored");
 }
+
+/// The generated TypeScript definitions compile under `tsc --strict`, together with the typed
+/// router a frontend builds from them (the README's example).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_definitions_compile() {
+    let folder = fixture("v11");
+    tokio::task::spawn_blocking({
+        let folder = folder.clone();
+        move || ensure_installed(&folder)
+    })
+    .await
+    .expect("install");
+    let output = tokio::process::Command::new("node")
+        .args(["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"])
+        .current_dir(&folder)
+        .output()
+        .await
+        .expect("node");
+    assert!(
+        output.status.success(),
+        "tsc failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

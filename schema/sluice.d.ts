@@ -1,0 +1,147 @@
+// Generated from the Rust types by `SLUICE_UPDATE_SCHEMA=1 cargo test`; do not edit.
+// The wire types of Sluice's eventIngestion procedures (JSON-RPC and tRPC).
+
+/** Marketing attribution sent with an event. */
+export interface Attribution {
+  /** An absolute URL, or "". */
+  landingPage?: string | null;
+  /** An absolute URL, or "". */
+  referrer?: string | null;
+  utmCampaign?: string | null;
+  utmContent?: string | null;
+  utmMedium?: string | null;
+  utmSource?: string | null;
+  utmTerm?: string | null;
+}
+
+/** Which database a store writes to. */
+export type Backend = "postgres" | "sqlite" | "memory";
+
+/** The outcome of one batch item, in input order. */
+export interface BatchItemResult {
+  data?: TrackEventOutput | null;
+  error?: ItemError | null;
+  index: number;
+  status: SettledStatus;
+}
+
+/** Counter values at one moment. */
+export interface Counters {
+  accepted: number;
+  deadLettered: number;
+  deduplicatedOnWrite: number;
+  duplicates: number;
+  failedFlushes: number;
+  flushes: number;
+  persisted: number;
+  rejected: number;
+  replayed: number;
+  retries: number;
+}
+
+/** The kind of domain object an event is about. */
+export type EntityType = "project" | "asset" | "license" | "creator" | "brand" | "user" | "royalty" | "payout" | "post" | "category";
+
+/** Where an event was produced. */
+export type EventSource = "web" | "api" | "mobile" | "system" | "webhook";
+
+/** The output of `eventIngestion.forceFlush`. */
+export interface ForceFlushOutput {
+  /** True when the buffer was emptied into the database. */
+  flushed: boolean;
+  message: string;
+  /** Events written by this flush. */
+  persisted: number;
+}
+
+/** Overall state, from flush failures and buffer fill. */
+export type Health = "healthy" | "degraded" | "critical";
+
+/** The error of a rejected batch item: the same shape as a procedure error. */
+export interface ItemError {
+  code: number;
+  data: unknown;
+  message: string;
+}
+
+/** Pool state as getStats reports it. */
+export interface PoolReport {
+  available: number;
+  backend: Backend;
+  maxSize: number;
+  size: number;
+  waiting: number;
+}
+
+/** Whether one batch item was accepted. */
+export type SettledStatus = "fulfilled" | "rejected";
+
+/** The configuration getStats echoes. */
+export interface StatsConfig {
+  batchSize: number;
+  batchTimeoutMs: number;
+  bufferCapacity: number;
+  deduplicationTtlSeconds: number;
+  enableDeduplication: boolean;
+  enableEnrichment: boolean;
+}
+
+/** The output of `eventIngestion.getStats`. */
+export interface StatsReport {
+  /** Mean duration of successful flushes, in milliseconds. */
+  averageFlushMs: number;
+  bufferSize: number;
+  config: StatsConfig;
+  consecutiveFlushFailures: number;
+  counters: Counters;
+  /** Share of accepted events already in the database, written now or found there already (1 when nothing was accepted). */
+  deliveryRate: number;
+  /** Share of flush attempts that failed (0 when none were made). */
+  failureRate: number;
+  health: Health;
+  isProcessing: boolean;
+  pool: PoolReport;
+}
+
+/** The input of `eventIngestion.trackBatch`. */
+export interface TrackBatchInput {
+  events: Array<TrackEventInput>;
+}
+
+/** The output of `eventIngestion.trackBatch`. */
+export interface TrackBatchOutput {
+  failed: number;
+  results: Array<BatchItemResult>;
+  successful: number;
+  total: number;
+}
+
+/** The input of `eventIngestion.track`, one item of `eventIngestion.trackBatch`. */
+export interface TrackEventInput {
+  attribution?: Attribution | null;
+  entityId?: string | null;
+  entityType?: EntityType | null;
+  eventType: string;
+  idempotencyKey?: string | null;
+  props?: Record<string, unknown> | null;
+  sessionId?: string | null;
+  source?: EventSource;
+}
+
+/** The output of `eventIngestion.track`. */
+export interface TrackEventOutput {
+  eventId?: string | null;
+  status: TrackStatus;
+  tracked: boolean;
+}
+
+/** What happened to one tracked event. */
+export type TrackStatus = "accepted" | "replayed" | "duplicate";
+
+/** Input and output of each procedure, by path. */
+export interface SluiceProcedures {
+  "eventIngestion.track": { type: "mutation"; input: TrackEventInput; output: TrackEventOutput };
+  "eventIngestion.trackBatch": { type: "mutation"; input: TrackBatchInput; output: TrackBatchOutput };
+  "eventIngestion.getStats": { type: "query"; input: Record<string, never> | undefined; output: StatsReport };
+  "eventIngestion.forceFlush": { type: "mutation"; input: Record<string, never> | undefined; output: ForceFlushOutput };
+}
