@@ -29,6 +29,23 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of the contract.
+    pub const ALL: [Self; 13] = [
+        Self::ParseError,
+        Self::BadRequest,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::MethodNotSupported,
+        Self::Timeout,
+        Self::Conflict,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::TooManyRequests,
+        Self::InternalServerError,
+        Self::ServiceUnavailable,
+    ];
+
     /// The tRPC key, e.g. `BAD_REQUEST`; stable, also used as the metrics/log tag.
     pub fn key(self) -> &'static str {
         match self {

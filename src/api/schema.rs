@@ -94,34 +94,19 @@ fn summary(procedure: Procedure) -> &'static str {
 }
 
 fn error_codes() -> Map<String, Value> {
-    use ErrorCode::*;
-    [
-        ParseError,
-        BadRequest,
-        Unauthorized,
-        Forbidden,
-        NotFound,
-        MethodNotSupported,
-        Timeout,
-        Conflict,
-        PayloadTooLarge,
-        UnsupportedMediaType,
-        TooManyRequests,
-        InternalServerError,
-        ServiceUnavailable,
-    ]
-    .into_iter()
-    .map(|code| {
-        (
-            code.key().to_owned(),
-            json!({
-                "code": code.json_rpc_code(),
-                "message": code.key(),
-                "data": {"code": code.key(), "httpStatus": code.http_status()},
-            }),
-        )
-    })
-    .collect()
+    ErrorCode::ALL
+        .into_iter()
+        .map(|code| {
+            (
+                code.key().to_owned(),
+                json!({
+                    "code": code.json_rpc_code(),
+                    "message": code.key(),
+                    "data": {"code": code.key(), "httpStatus": code.http_status()},
+                }),
+            )
+        })
+        .collect()
 }
 
 /// TypeScript definitions of every schema, plus a `SluiceProcedures` map of inputs and outputs.
