@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::api::rate_limit::RateLimitSettings;
 use crate::identity::Secret;
+use std::sync::Arc;
+
 use crate::pipeline::PipelineConfig;
+use crate::pipeline::enrichment::IpStorage;
+use crate::pipeline::enrichment::geo::GeoIp;
 use crate::pipeline::flusher::FlushSettings;
 use crate::pipeline::validation::BusinessRules;
 use crate::storage::PoolOptions;
@@ -116,6 +120,19 @@ pub struct Config {
         global = true
     )]
     pub dedup_ttl_seconds: u64,
+
+    /// Refuse (and do not store) events from bots and automated tools; they are kept and
+    /// flagged by default.
+    #[arg(long, env = "SLUICE_DROP_BOTS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub drop_bots: bool,
+
+    /// How much of the client IP to store: truncated (/24, /48), none, or full.
+    #[arg(long, env = "SLUICE_IP_STORAGE", value_enum, default_value_t = IpStorage::Truncated, global = true)]
+    pub ip_storage: IpStorage,
+
+    /// A MaxMind-format (.mmdb) City or Country database for IP geolocation.
+    #[arg(long, env = "SLUICE_GEOIP_DB", global = true)]
+    pub geoip_db: Option<std::path::PathBuf>,
 
     /// Most fingerprints kept in memory for deduplication; past it the oldest are forgotten
     /// early (the database's unique index still catches their duplicates).
@@ -313,9 +330,14 @@ impl Config {
         self.jwt_secret.as_deref().map(Secret::new)
     }
 
-    pub fn pipeline(&self) -> PipelineConfig {
+    /// The pipeline settings; opens the GeoIP database when one is configured.
+    pub fn pipeline(&self) -> Result<PipelineConfig, ConfigError> {
         let defaults = PipelineConfig::default();
-        PipelineConfig {
+        let geoip = match &self.geoip_db {
+            Some(path) => Some(Arc::new(GeoIp::open(path).map_err(ConfigError)?)),
+            None => None,
+        };
+        Ok(PipelineConfig {
             flush: FlushSettings {
                 batch_size: self.batch_size,
                 batch_timeout: Duration::from_millis(self.batch_timeout_ms),
@@ -325,6 +347,9 @@ impl Config {
             buffer_capacity: self.buffer_capacity,
             enable_deduplication: self.dedup,
             enable_enrichment: self.enrichment,
+            drop_bots: self.drop_bots,
+            ip_storage: self.ip_storage,
+            geoip,
             dedup_ttl: Duration::from_secs(self.dedup_ttl_seconds),
             dedup_cache_capacity: self.dedup_max_entries,
             idempotency_cache_ttl: defaults.idempotency_cache_ttl,
@@ -334,7 +359,7 @@ impl Config {
                 max_props_bytes: self.max_props_bytes,
                 ..defaults.rules
             },
-        }
+        })
     }
 
     pub fn pool(&self) -> PoolOptions {

@@ -32,4 +32,27 @@ pub struct EventRecord {
     pub occurred_at: DateTime<Utc>,
     /// When Sluice accepted the event.
     pub received_at: DateTime<Utc>,
+    /// What the server derived about the event's client.
+    pub enrichment: Enrichment,
+}
+
+/// Facts about the client derived at ingestion: device from the user agent, place from
+/// trusted CDN headers or a GeoIP database, the referrer's host, and the client address as
+/// the operator chose to keep it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Enrichment {
+    pub browser_name: Option<String>,
+    pub browser_version: Option<String>,
+    pub os_name: Option<String>,
+    pub os_version: Option<String>,
+    /// desktop, mobile, tablet, tv, console, wearable, bot or other.
+    pub device_type: Option<String>,
+    pub is_bot: bool,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    /// Truncated (/24, /48) by default; full or absent when so configured.
+    pub ip_address: Option<String>,
+    pub referrer_host: Option<String>,
 }

@@ -24,6 +24,8 @@ pub struct RequestContext {
     /// The client's address: the TCP peer, or what a trusted proxy says it forwarded.
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// Where a trusted CDN in front of Sluice says the client is.
+    pub geo: crate::pipeline::enrichment::Place,
 }
 
 /// The roles a JWT can carry.

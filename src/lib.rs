@@ -13,3 +13,4 @@ pub mod pipeline;
 pub mod server;
 pub mod storage;
 pub mod transport;
+pub mod url_parts;

@@ -62,7 +62,7 @@ impl RunningServer {
             "database ready"
         );
         let (pipeline, flusher) =
-            Pipeline::start(config.pipeline(), store.clone(), Arc::new(SystemClock));
+            Pipeline::start(config.pipeline()?, store.clone(), Arc::new(SystemClock));
         let service = Arc::new(EventIngestion::new(
             pipeline,
             Authenticator::new(config.admin_token(), config.jwt_secret()),

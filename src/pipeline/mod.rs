@@ -5,6 +5,7 @@
 pub mod buffer;
 pub mod clock;
 pub mod dedup;
+pub mod enrichment;
 pub mod flusher;
 pub mod stats;
 pub mod validation;
@@ -28,12 +29,17 @@ use stats::{PoolReport, Stats, StatsConfig, StatsReport};
 use validation::{BusinessRules, ValidEvent};
 
 /// Everything the pipeline is tuned by.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PipelineConfig {
     pub flush: FlushSettings,
     pub buffer_capacity: usize,
     pub enable_deduplication: bool,
     pub enable_enrichment: bool,
+    /// Refuse (and do not store) events from bots and automated tools.
+    pub drop_bots: bool,
+    pub ip_storage: enrichment::IpStorage,
+    /// A MaxMind-format database for IP geolocation.
+    pub geoip: Option<Arc<enrichment::geo::GeoIp>>,
     pub dedup_ttl: Duration,
     /// Most fingerprints (and, separately, idempotency keys) remembered in memory.
     pub dedup_cache_capacity: usize,
@@ -55,6 +61,9 @@ impl Default for PipelineConfig {
             buffer_capacity: 100_000,
             enable_deduplication: true,
             enable_enrichment: true,
+            drop_bots: false,
+            ip_storage: enrichment::IpStorage::Truncated,
+            geoip: None,
             dedup_ttl: Duration::from_secs(60),
             dedup_cache_capacity: 1_000_000,
             idempotency_cache_ttl: Duration::from_secs(600),
@@ -89,6 +98,7 @@ pub struct Pipeline {
     recent_fingerprints: TtlCache<String, Uuid>,
     /// Idempotency key → event id of recently claimed keys.
     recent_keys: TtlCache<Uuid, Uuid>,
+    enricher: enrichment::Enricher,
 }
 
 /// Owns the flusher task; [`FlusherHandle::shutdown`] drains the buffer and stops it.
@@ -117,6 +127,7 @@ impl Pipeline {
         let pipeline = Arc::new(Self {
             recent_fingerprints: TtlCache::new(config.dedup_ttl, config.dedup_cache_capacity),
             recent_keys: TtlCache::new(config.idempotency_cache_ttl, config.dedup_cache_capacity),
+            enricher: enrichment::Enricher::new(config.geoip.clone(), config.ip_storage),
             config,
             buffer,
             stats,
@@ -242,6 +253,12 @@ impl Pipeline {
             received_at,
         } = valid;
         let identity = caller.identity();
+        let mut attribution = input.attribution.unwrap_or_default();
+        let enrichment = if self.config.enable_enrichment {
+            self.enricher.enrich(context, &mut attribution)
+        } else {
+            Default::default()
+        };
         let dedup_fingerprint = self.config.enable_deduplication.then(|| {
             let client_ip = context.client_ip.map(|ip| ip.to_string());
             fingerprint(&FingerprintParts {
@@ -271,7 +288,7 @@ impl Pipeline {
                 .as_deref()
                 .and_then(|s| Uuid::try_parse(s).ok()),
             props: input.props.map(serde_json::Value::Object),
-            attribution: input.attribution.unwrap_or_default(),
+            attribution,
             idempotency_key: input
                 .idempotency_key
                 .as_deref()
@@ -279,6 +296,7 @@ impl Pipeline {
             dedup_fingerprint,
             occurred_at,
             received_at,
+            enrichment,
         }
     }
 
@@ -454,6 +472,7 @@ pub(crate) mod test_support {
             dedup_fingerprint: None,
             occurred_at: Utc::now(),
             received_at: Utc::now(),
+            enrichment: Default::default(),
         }
     }
 }

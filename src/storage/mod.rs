@@ -24,9 +24,9 @@ pub use pool::PoolOptions;
 /// How often a claim is retried when the key it conflicted with was released in between.
 const CLAIM_ATTEMPTS: usize = 3;
 
-/// Rows per INSERT statement: keeps bind parameters well under both backends' limits
-/// (65 535 on PostgreSQL, 32 766 on SQLite) for the ~24 columns of an event.
-const ROWS_PER_STATEMENT: usize = 1000;
+/// Rows per INSERT statement: keeps bind parameters under both backends' limits (65 535 on
+/// PostgreSQL, 32 766 on SQLite) for the 35 columns of an event, with room to grow.
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// Which database a store writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]

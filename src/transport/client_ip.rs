@@ -7,6 +7,9 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+use crate::pipeline::enrichment::Place;
+use crate::url_parts::percent_decode;
+
 /// Resolves the client address of a request that arrived from `peer`.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
     let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
@@ -33,6 +36,37 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_hop(value.trim()))
         .unwrap_or(peer)
+}
+
+/// Country, region and city from the headers CDNs add (Cloudflare, CloudFront, Vercel), only
+/// when the request came through a trusted proxy: anyone else could send them.
+pub fn cdn_place(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> Place {
+    if !trusted_proxies.iter().any(|net| net.contains(&peer)) {
+        return Place::default();
+    }
+    let first = |names: &[&str]| {
+        names.iter().find_map(|name| {
+            headers
+                .get(*name)
+                .and_then(|value| value.to_str().ok())
+                .map(|value| percent_decode(value.trim()))
+                .filter(|value| !value.is_empty() && value != "XX" && value != "T1")
+        })
+    };
+    Place {
+        country: first(&[
+            "cf-ipcountry",
+            "cloudfront-viewer-country",
+            "x-vercel-ip-country",
+        ])
+        .map(|code| code.to_ascii_uppercase()),
+        region: first(&[
+            "cf-region-code",
+            "cloudfront-viewer-country-region",
+            "x-vercel-ip-country-region",
+        ]),
+        city: first(&["cf-ipcity", "cloudfront-viewer-city", "x-vercel-ip-city"]),
+    }
 }
 
 /// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:80`.
@@ -108,6 +142,22 @@ mod tests {
         assert_eq!(
             client_ip(ip("10.0.0.2"), &with_port, &trusted),
             ip("2001:db8::1")
+        );
+    }
+
+    #[test]
+    fn cdn_geography_is_believed_only_from_trusted_proxies() {
+        let cdn = headers(&[
+            ("cf-ipcountry", "de"),
+            ("x-vercel-ip-city", "S%C3%A3o%20Paulo"),
+        ]);
+        let trusted = parse_trusted_proxies("10.0.0.0/8").expect("list");
+        let place = cdn_place(ip("10.0.0.1"), &cdn, &trusted);
+        assert_eq!(place.country.as_deref(), Some("DE"));
+        assert_eq!(place.city.as_deref(), Some("São Paulo"));
+        assert_eq!(
+            cdn_place(ip("203.0.113.1"), &cdn, &trusted),
+            Place::default()
         );
     }
 

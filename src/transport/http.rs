@@ -24,12 +24,13 @@ use tower::layer::util::{Identity, Stack};
 use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::client_ip::client_ip;
+use super::client_ip::{cdn_place, client_ip};
 use super::notifications::ExecuteNotificationsLayer;
 use super::trpc;
 use crate::api::EventIngestion;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::identity::RequestContext;
+use crate::url_parts::query_param;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type RpcBuilder = TowerServiceBuilder<Stack<ExecuteNotificationsLayer, Identity>, Identity>;
@@ -316,47 +317,8 @@ fn request_context<B>(request: &Request<B>, peer: SocketAddr, trusted: &[IpNet])
         authorization,
         client_ip: Some(client_ip(peer.ip(), headers, trusted)),
         user_agent: text(header::USER_AGENT),
+        geo: cdn_place(peer.ip(), headers, trusted),
     }
-}
-
-/// The percent-decoded value of `name` in a query string.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| percent_decode(value))
-    })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'%' if index + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok();
-                match hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        index += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        index += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                index += 1;
-            }
-            byte => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// CORS for browser callers: preflights answered, `Authorization` and `Content-Type` allowed.
@@ -396,23 +358,4 @@ pub fn spawn(
     stop: StopHandle,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(serve(listener, service, methods, settings, stop))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_parameters_are_percent_decoded() {
-        assert_eq!(
-            query_param("a=1&token=x%2By%3D", "token").as_deref(),
-            Some("x+y=")
-        );
-        assert_eq!(
-            query_param("input=%7B%22a%22%3A1%7D", "input").as_deref(),
-            Some(r#"{"a":1}"#)
-        );
-        assert_eq!(query_param("a=1", "token"), None);
-        assert_eq!(query_param("p=100%", "p").as_deref(), Some("100%"));
-    }
 }

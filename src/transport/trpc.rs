@@ -17,10 +17,10 @@ use hyper::body::Incoming;
 use jsonrpsee::server::HttpBody;
 use serde_json::{Map, Value, json};
 
-use super::http::query_param;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::api::{EventIngestion, Procedure};
 use crate::identity::RequestContext;
+use crate::url_parts::query_param;
 
 /// The path prefix tRPC clients are pointed at.
 pub const PREFIX: &str = "/api/trpc/";

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::schema::events;
 use crate::api::types::Attribution;
-use crate::event::EventRecord;
+use crate::event::{Enrichment, EventRecord};
 
 #[derive(Debug, Insertable, Queryable, Selectable)]
 #[diesel(table_name = events, check_for_backend(diesel::pg::Pg), treat_none_as_default_value = false)]
@@ -35,6 +35,17 @@ pub struct EventRow {
     pub dedup_fingerprint: Option<String>,
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
+    pub browser_name: Option<String>,
+    pub browser_version: Option<String>,
+    pub os_name: Option<String>,
+    pub os_version: Option<String>,
+    pub device_type: Option<String>,
+    pub is_bot: bool,
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    pub ip_address: Option<String>,
+    pub referrer_host: Option<String>,
 }
 
 impl From<&EventRecord> for EventRow {
@@ -64,6 +75,17 @@ impl From<&EventRecord> for EventRow {
             dedup_fingerprint: event.dedup_fingerprint,
             occurred_at: event.occurred_at,
             received_at: event.received_at,
+            browser_name: event.enrichment.browser_name,
+            browser_version: event.enrichment.browser_version,
+            os_name: event.enrichment.os_name,
+            os_version: event.enrichment.os_version,
+            device_type: event.enrichment.device_type,
+            is_bot: event.enrichment.is_bot,
+            country: event.enrichment.country,
+            region: event.enrichment.region,
+            city: event.enrichment.city,
+            ip_address: event.enrichment.ip_address,
+            referrer_host: event.enrichment.referrer_host,
         }
     }
 }
@@ -96,6 +118,19 @@ impl From<EventRow> for EventRecord {
             dedup_fingerprint: row.dedup_fingerprint,
             occurred_at: row.occurred_at,
             received_at: row.received_at,
+            enrichment: Enrichment {
+                browser_name: row.browser_name,
+                browser_version: row.browser_version,
+                os_name: row.os_name,
+                os_version: row.os_version,
+                device_type: row.device_type,
+                is_bot: row.is_bot,
+                country: row.country,
+                region: row.region,
+                city: row.city,
+                ip_address: row.ip_address,
+                referrer_host: row.referrer_host,
+            },
         }
     }
 }

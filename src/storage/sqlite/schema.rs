@@ -26,6 +26,17 @@ diesel::table! {
         occurred_at -> TimestamptzSqlite,
         received_at -> TimestamptzSqlite,
         stored_at -> TimestamptzSqlite,
+        browser_name -> Nullable<Text>,
+        browser_version -> Nullable<Text>,
+        os_name -> Nullable<Text>,
+        os_version -> Nullable<Text>,
+        device_type -> Nullable<Text>,
+        is_bot -> Bool,
+        country -> Nullable<Text>,
+        region -> Nullable<Text>,
+        city -> Nullable<Text>,
+        ip_address -> Nullable<Text>,
+        referrer_host -> Nullable<Text>,
     }
 }
 
@@ -43,7 +54,16 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(events, idempotency_keys, sessions);
+diesel::table! {
+    consents (subject_type, subject_id) {
+        subject_type -> Text,
+        subject_id -> Text,
+        granted -> Bool,
+        updated_at -> TimestamptzSqlite,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(consents, events, idempotency_keys, sessions);
 
 diesel::table! {
     idempotency_keys (key) {

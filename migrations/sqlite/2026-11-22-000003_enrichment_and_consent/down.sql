@@ -1,0 +1,12 @@
+DROP TABLE consents;
+ALTER TABLE events DROP COLUMN browser_name;
+ALTER TABLE events DROP COLUMN browser_version;
+ALTER TABLE events DROP COLUMN os_name;
+ALTER TABLE events DROP COLUMN os_version;
+ALTER TABLE events DROP COLUMN device_type;
+ALTER TABLE events DROP COLUMN is_bot;
+ALTER TABLE events DROP COLUMN country;
+ALTER TABLE events DROP COLUMN region;
+ALTER TABLE events DROP COLUMN city;
+ALTER TABLE events DROP COLUMN ip_address;
+ALTER TABLE events DROP COLUMN referrer_host;

@@ -1,0 +1,214 @@
+//! User agents: browser, OS and device type from the uap-core rules (the `ua-parser` crate,
+//! with `data/uap-regexes.json` compiled in), plus a list of known bots and tools. Parsing is
+//! cached per distinct string, so the regexes run once per browser build, not per event.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use ua_parser::Extractor;
+
+use crate::pipeline::dedup::TtlCache;
+
+/// uap-core's regexes.yaml (Apache-2.0, see data/uap-core.LICENSE), converted to JSON.
+const UAP_REGEXES: &str = include_str!("../../../data/uap-regexes.json");
+
+/// Substrings (lowercase) of user agents that are automated clients whatever the rules say.
+const KNOWN_BOTS: &[&str] = &[
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "aiohttp",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "axios/",
+    "node-fetch",
+    "libwww-perl",
+    "httpclient",
+    "headlesschrome",
+    "phantomjs",
+    "facebookexternalhit",
+    "embedly",
+    "preview",
+    "lighthouse",
+    "pingdom",
+    "uptimerobot",
+    "monitor",
+    "scrapy",
+    "postman",
+];
+
+/// Distinct user agents remembered; real traffic has a few thousand.
+const CACHE_ENTRIES: usize = 10_000;
+const CACHE_TTL: Duration = Duration::from_secs(3600);
+
+static EXTRACTOR: LazyLock<Option<Extractor<'static>>> = LazyLock::new(|| {
+    let compiled = serde_json::from_str::<ua_parser::Regexes<'static>>(UAP_REGEXES)
+        .map_err(|error| error.to_string())
+        .and_then(|regexes| Extractor::try_from(regexes).map_err(|error| error.to_string()));
+    match compiled {
+        Ok(extractor) => Some(extractor),
+        Err(error) => {
+            tracing::error!(%error, "user agent rules failed to load; user agents are not parsed");
+            None
+        }
+    }
+});
+
+/// What a user agent string says about its client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Device {
+    pub browser_name: Option<String>,
+    pub browser_version: Option<String>,
+    pub os_name: Option<String>,
+    pub os_version: Option<String>,
+    pub device_type: Option<String>,
+    pub is_bot: bool,
+}
+
+/// The cached parser.
+pub struct UserAgents {
+    cache: TtlCache<String, Device>,
+}
+
+impl Default for UserAgents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UserAgents {
+    pub fn new() -> Self {
+        Self {
+            cache: TtlCache::new(CACHE_TTL, CACHE_ENTRIES),
+        }
+    }
+
+    pub fn parse(&self, user_agent: &str) -> Device {
+        if let Some(device) = self.cache.get(&user_agent.to_owned()) {
+            return device;
+        }
+        let device = parse_uncached(user_agent);
+        self.cache.set(user_agent.to_owned(), device.clone());
+        device
+    }
+}
+
+fn version(parts: &[Option<&str>]) -> Option<String> {
+    let present: Vec<&str> = parts.iter().map_while(|part| *part).collect();
+    (!present.is_empty()).then(|| present.join("."))
+}
+
+fn known(name: &str) -> Option<String> {
+    (name != "Other").then(|| name.to_owned())
+}
+
+fn parse_uncached(user_agent: &str) -> Device {
+    let lower = user_agent.to_ascii_lowercase();
+    let Some(extractor) = EXTRACTOR.as_ref() else {
+        return Device::default();
+    };
+    let (browser, os, device) = extractor.extract(user_agent);
+    let browser_name = browser.as_ref().and_then(|b| known(&b.family));
+    let browser_version = browser
+        .as_ref()
+        .and_then(|b| version(&[b.major, b.minor, b.patch]));
+    let os_name = os.as_ref().and_then(|o| known(&o.os));
+    let os_version = os
+        .as_ref()
+        .and_then(|o| version(&[o.major.as_deref(), o.minor.as_deref(), o.patch.as_deref()]));
+    let device_family = device
+        .as_ref()
+        .map(|d| d.device.to_string())
+        .unwrap_or_default();
+    let is_bot = device_family == "Spider" || KNOWN_BOTS.iter().any(|bot| lower.contains(bot));
+    let device_type = device_type(&lower, &device_family, os_name.as_deref(), is_bot);
+    Device {
+        browser_name,
+        browser_version,
+        os_name,
+        os_version,
+        device_type: Some(device_type.to_owned()),
+        is_bot,
+    }
+}
+
+/// uap-core names devices, not kinds of device; the kind comes from well-known markers.
+fn device_type(lower: &str, family: &str, os: Option<&str>, is_bot: bool) -> &'static str {
+    let has = |markers: &[&str]| markers.iter().any(|marker| lower.contains(marker));
+    if is_bot {
+        "bot"
+    } else if has(&[
+        "smart-tv", "smarttv", "appletv", "googletv", "hbbtv", "crkey", "roku", "tizen tv",
+        "webos tv", "; tv)",
+    ]) {
+        "tv"
+    } else if has(&["playstation", "xbox", "nintendo"]) {
+        "console"
+    } else if has(&["watch", "wearos"]) {
+        "wearable"
+    } else if family == "iPad"
+        || has(&["ipad", "tablet", "kindle", "silk/", "playbook"])
+        || (lower.contains("android") && !lower.contains("mobile"))
+    {
+        "tablet"
+    } else if family == "iPhone" || has(&["mobi", "iphone", "ipod", "android", "windows phone"]) {
+        "mobile"
+    } else if matches!(
+        os,
+        Some("Windows" | "Mac OS X" | "Linux" | "Ubuntu" | "Chrome OS" | "Fedora" | "FreeBSD")
+    ) {
+        "desktop"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(agent: &str) -> Device {
+        UserAgents::new().parse(agent)
+    }
+
+    #[test]
+    fn real_world_user_agents() {
+        let chrome = parse(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.109 Safari/537.36",
+        );
+        assert_eq!(chrome.browser_name.as_deref(), Some("Chrome"));
+        assert_eq!(chrome.browser_version.as_deref(), Some("120.0.6099"));
+        assert_eq!(chrome.os_name.as_deref(), Some("Windows"));
+        assert_eq!(chrome.device_type.as_deref(), Some("desktop"));
+        assert!(!chrome.is_bot);
+
+        let iphone = parse(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+        );
+        assert_eq!(iphone.browser_name.as_deref(), Some("Mobile Safari"));
+        assert_eq!(iphone.os_name.as_deref(), Some("iOS"));
+        assert_eq!(iphone.os_version.as_deref(), Some("17.1.2"));
+        assert_eq!(iphone.device_type.as_deref(), Some("mobile"));
+
+        let tablet = parse(
+            "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",
+        );
+        assert_eq!(tablet.os_name.as_deref(), Some("Android"));
+        assert_eq!(tablet.device_type.as_deref(), Some("tablet"));
+
+        let googlebot =
+            parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
+        assert!(googlebot.is_bot);
+        assert_eq!(googlebot.device_type.as_deref(), Some("bot"));
+
+        let curl = parse("curl/8.4.0");
+        assert!(curl.is_bot);
+        assert_eq!(curl.browser_name.as_deref(), Some("curl"));
+    }
+}
