@@ -25,6 +25,15 @@ export interface BatchItemResult {
   status: SettledStatus;
 }
 
+/** Who a consent decision is about. */
+export type ConsentSubject = {
+  id: string;
+  type: "session";
+} | {
+  id: string;
+  type: "user";
+};
+
 /** Counter values at one moment. */
 export interface Counters {
   accepted: number;
@@ -37,6 +46,7 @@ export interface Counters {
   rejected: number;
   replayed: number;
   retries: number;
+  suppressed: number;
 }
 
 /** The kind of domain object an event is about. */
@@ -71,6 +81,20 @@ export interface PoolReport {
   maxSize: number;
   size: number;
   waiting: number;
+}
+
+/** The input of `eventIngestion.setConsent`: the caller's session (and, when signed in, the user) opts in or out of analytics. */
+export interface SetConsentInput {
+  /** true: analytics allowed; false: opted out, later events are not stored. */
+  granted: boolean;
+  sessionId?: string | null;
+}
+
+/** The output of `eventIngestion.setConsent`. */
+export interface SetConsentOutput {
+  granted: boolean;
+  /** Whom the decision was recorded for. */
+  subjects: Array<ConsentSubject>;
 }
 
 /** Whether one batch item was accepted. */
@@ -136,7 +160,7 @@ export interface TrackEventOutput {
 }
 
 /** What happened to one tracked event. */
-export type TrackStatus = "accepted" | "replayed" | "duplicate";
+export type TrackStatus = "accepted" | "replayed" | "duplicate" | "suppressed";
 
 /** Input and output of each procedure, by path. */
 export interface SluiceProcedures {
@@ -144,4 +168,5 @@ export interface SluiceProcedures {
   "eventIngestion.trackBatch": { type: "mutation"; input: TrackBatchInput; output: TrackBatchOutput };
   "eventIngestion.getStats": { type: "query"; input: Record<string, never> | undefined; output: StatsReport };
   "eventIngestion.forceFlush": { type: "mutation"; input: Record<string, never> | undefined; output: ForceFlushOutput };
+  "eventIngestion.setConsent": { type: "mutation"; input: SetConsentInput; output: SetConsentOutput };
 }

@@ -46,6 +46,7 @@ pub struct RunningServer {
     server_handle: ServerHandle,
     http_task: JoinHandle<()>,
     flusher: FlusherHandle,
+    consent_refresher: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -63,6 +64,8 @@ impl RunningServer {
         );
         let (pipeline, flusher) =
             Pipeline::start(config.pipeline()?, store.clone(), Arc::new(SystemClock));
+        pipeline.refresh_consents().await?;
+        let consent_refresher = tokio::spawn(refresh_consents(pipeline.clone()));
         let service = Arc::new(EventIngestion::new(
             pipeline,
             Authenticator::new(config.admin_token(), config.jwt_secret()),
@@ -86,6 +89,7 @@ impl RunningServer {
             server_handle,
             http_task,
             flusher,
+            consent_refresher,
         })
     }
 
@@ -115,6 +119,7 @@ impl RunningServer {
         {
             tracing::warn!("open connections did not finish in time; draining anyway");
         }
+        self.consent_refresher.abort();
         let report = self.flusher.shutdown().await;
         tracing::info!(
             flushed = report.flushed,
@@ -123,6 +128,20 @@ impl RunningServer {
             "buffer drained; shutdown complete"
         );
         report
+    }
+}
+
+/// How often opt-outs recorded by other nodes are picked up.
+const CONSENT_REFRESH: Duration = Duration::from_secs(10);
+
+async fn refresh_consents(pipeline: Arc<Pipeline>) {
+    let mut timer = tokio::time::interval(CONSENT_REFRESH);
+    timer.tick().await;
+    loop {
+        timer.tick().await;
+        if let Err(error) = pipeline.refresh_consents().await {
+            tracing::warn!(%error, "could not refresh consent decisions");
+        }
     }
 }
 

@@ -15,11 +15,12 @@ use serde_json::Value;
 use crate::identity::{Authenticator, Caller, RequestContext};
 use crate::pipeline::validation::parse_input;
 use crate::pipeline::{Pipeline, PipelineError};
+use crate::storage::ConsentSubject;
 use error::{ApiError, ErrorCode, ZodError};
 use rate_limit::RateLimits;
 use types::{
-    BatchItemResult, ForceFlushOutput, ItemError, SettledStatus, TrackBatchInput, TrackBatchOutput,
-    TrackEventOutput,
+    BatchItemResult, ForceFlushOutput, ItemError, SetConsentInput, SetConsentOutput, SettledStatus,
+    TrackBatchInput, TrackBatchOutput, TrackEventOutput,
 };
 
 /// Largest number of events one trackBatch call may carry.
@@ -32,14 +33,16 @@ pub enum Procedure {
     TrackBatch,
     GetStats,
     ForceFlush,
+    SetConsent,
 }
 
 impl Procedure {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Track,
         Self::TrackBatch,
         Self::GetStats,
         Self::ForceFlush,
+        Self::SetConsent,
     ];
 
     /// The method name (JSON-RPC) and path (tRPC).
@@ -49,6 +52,7 @@ impl Procedure {
             Self::TrackBatch => "eventIngestion.trackBatch",
             Self::GetStats => "eventIngestion.getStats",
             Self::ForceFlush => "eventIngestion.forceFlush",
+            Self::SetConsent => "eventIngestion.setConsent",
         }
     }
 
@@ -96,6 +100,7 @@ impl EventIngestion {
             Procedure::TrackBatch => to_json(self.track_batch(context, input).await),
             Procedure::GetStats => to_json(self.get_stats(context, input).await),
             Procedure::ForceFlush => to_json(self.force_flush(context, input).await),
+            Procedure::SetConsent => to_json(self.set_consent(context, input).await),
         };
         if let Err(error) = &result {
             error.log(procedure.path());
@@ -222,6 +227,50 @@ impl EventIngestion {
     }
 }
 
+impl EventIngestion {
+    /// `eventIngestion.setConsent`: record an opt-in or opt-out for the caller's session and,
+    /// when signed in, for the user.
+    pub async fn set_consent(
+        &self,
+        context: &RequestContext,
+        input: Option<Value>,
+    ) -> Result<SetConsentOutput, ApiError> {
+        let caller = self.auth.authenticate(context)?;
+        let input: SetConsentInput = parse_input(input).map_err(ApiError::validation)?;
+        if let Err(errors) = validator::Validate::validate(&input) {
+            let mut zod = ZodError::default();
+            for field in errors.field_errors().keys() {
+                zod.field(
+                    if *field == "session_id" {
+                        "sessionId"
+                    } else {
+                        field
+                    },
+                    "Invalid uuid",
+                );
+            }
+            return Err(ApiError::validation(zod));
+        }
+        let mut subjects = Vec::new();
+        if let Some(user) = caller.user_id() {
+            subjects.push(ConsentSubject::User(user.to_owned()));
+        }
+        if let Some(session) = input.session_id {
+            subjects.push(ConsentSubject::Session(session.to_ascii_lowercase()));
+        }
+        if subjects.is_empty() {
+            let mut errors = ZodError::default();
+            errors.field("sessionId", "Required when not signed in");
+            return Err(ApiError::validation(errors));
+        }
+        self.pipeline.set_consent(&subjects, input.granted).await?;
+        Ok(SetConsentOutput {
+            granted: input.granted,
+            subjects,
+        })
+    }
+}
+
 /// Whose bucket a request draws from: the user, else the session, else the client address.
 fn rate_limit_key(caller: &Caller, session: Option<&str>, context: &RequestContext) -> String {
     if let Some(user) = caller.user_id() {
@@ -282,6 +331,13 @@ impl From<PipelineError> for ApiError {
             PipelineError::KeyCheckFailed(error) => ApiError::unavailable(
                 format!(
                     "Could not check the idempotency key ({}); retry with the same key",
+                    error.tag()
+                ),
+                1,
+            ),
+            PipelineError::ConsentNotSaved(error) => ApiError::unavailable(
+                format!(
+                    "Could not record the consent decision ({}); retry",
                     error.tag()
                 ),
                 1,

@@ -13,7 +13,8 @@ use serde_json::{Map, Value, json};
 use super::Procedure;
 use super::error::ErrorCode;
 use super::types::{
-    ForceFlushOutput, TrackBatchInput, TrackBatchOutput, TrackEventInput, TrackEventOutput,
+    ForceFlushOutput, SetConsentInput, SetConsentOutput, TrackBatchInput, TrackBatchOutput,
+    TrackEventInput, TrackEventOutput,
 };
 use crate::pipeline::stats::StatsReport;
 
@@ -81,6 +82,10 @@ fn signature(procedure: Procedure, generator: &mut SchemaGenerator) -> (Option<V
             Some(json!({"type": "object", "additionalProperties": false})),
             schema(generator.subschema_for::<ForceFlushOutput>()),
         ),
+        Procedure::SetConsent => (
+            Some(schema(generator.subschema_for::<SetConsentInput>())),
+            schema(generator.subschema_for::<SetConsentOutput>()),
+        ),
     }
 }
 
@@ -90,6 +95,9 @@ fn summary(procedure: Procedure) -> &'static str {
         Procedure::TrackBatch => "Track 1 to 50 events; each item settles on its own.",
         Procedure::GetStats => "Buffer, counters, rates, health and pool (ADMIN).",
         Procedure::ForceFlush => "Write everything buffered now and report it (ADMIN).",
+        Procedure::SetConsent => {
+            "Opt the caller's session (and signed-in user) in or out of analytics."
+        }
     }
 }
 

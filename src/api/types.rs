@@ -120,6 +120,8 @@ pub enum TrackStatus {
     Replayed,
     /// The dedup fingerprint matched a recent event; nothing new was stored.
     Duplicate,
+    /// The session or user opted out (or bots are dropped); nothing was stored.
+    Suppressed,
 }
 
 /// The output of `eventIngestion.track`.
@@ -174,6 +176,26 @@ pub struct TrackBatchOutput {
     pub successful: usize,
     pub failed: usize,
     pub results: Vec<BatchItemResult>,
+}
+
+/// The input of `eventIngestion.setConsent`: the caller's session (and, when signed in, the
+/// user) opts in or out of analytics.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Validate, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetConsentInput {
+    #[validate(custom(function = "uuid"))]
+    #[schemars(extend("format" = "uuid"))]
+    pub session_id: Option<String>,
+    /// true: analytics allowed; false: opted out, later events are not stored.
+    pub granted: bool,
+}
+
+/// The output of `eventIngestion.setConsent`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct SetConsentOutput {
+    pub granted: bool,
+    /// Whom the decision was recorded for.
+    pub subjects: Vec<crate::storage::ConsentSubject>,
 }
 
 /// The output of `eventIngestion.forceFlush`.

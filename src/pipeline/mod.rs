@@ -20,7 +20,9 @@ use uuid::Uuid;
 use crate::api::types::{TrackEventOutput, TrackStatus};
 use crate::event::EventRecord;
 use crate::identity::{Caller, RequestContext};
-use crate::storage::{EventStore, StorageError};
+use std::collections::HashSet;
+
+use crate::storage::{ConsentSubject, EventStore, StorageError};
 use buffer::{Buffer, BufferFull};
 use clock::Clock;
 use dedup::{FingerprintParts, TtlCache, fingerprint};
@@ -81,6 +83,9 @@ pub enum PipelineError {
     FlushFailed(#[from] FlushError),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A consent decision could not be written to the database.
+    #[error("consent not saved: {0}")]
+    ConsentNotSaved(#[source] StorageError),
     /// The idempotency key could not be checked against the database.
     #[error("idempotency key check failed: {0}")]
     KeyCheckFailed(#[source] StorageError),
@@ -99,6 +104,9 @@ pub struct Pipeline {
     /// Idempotency key → event id of recently claimed keys.
     recent_keys: TtlCache<Uuid, Uuid>,
     enricher: enrichment::Enricher,
+    /// Subjects that opted out: answered `suppressed` at once. The write transaction checks
+    /// the consents table again, so an opt-out made on another node is honoured too.
+    opted_out: std::sync::RwLock<HashSet<ConsentSubject>>,
 }
 
 /// Owns the flusher task; [`FlusherHandle::shutdown`] drains the buffer and stops it.
@@ -128,6 +136,7 @@ impl Pipeline {
             recent_fingerprints: TtlCache::new(config.dedup_ttl, config.dedup_cache_capacity),
             recent_keys: TtlCache::new(config.idempotency_cache_ttl, config.dedup_cache_capacity),
             enricher: enrichment::Enricher::new(config.geoip.clone(), config.ip_storage),
+            opted_out: Default::default(),
             config,
             buffer,
             stats,
@@ -176,6 +185,14 @@ impl Pipeline {
         caller: &Caller,
         context: &RequestContext,
     ) -> Result<TrackEventOutput, PipelineError> {
+        if self.is_suppressed(&valid, caller, context) {
+            Stats::add(&self.stats.suppressed, 1);
+            return Ok(TrackEventOutput {
+                event_id: None,
+                tracked: false,
+                status: TrackStatus::Suppressed,
+            });
+        }
         let record = self.record(valid, caller, context);
         let id = record.id;
         let key = record.idempotency_key;
@@ -217,6 +234,59 @@ impl Pipeline {
             tracked: true,
             status: TrackStatus::Accepted,
         })
+    }
+
+    /// Opted-out sessions and users, and bots when they are dropped, are not stored.
+    fn is_suppressed(&self, valid: &ValidEvent, caller: &Caller, context: &RequestContext) -> bool {
+        if self.config.drop_bots && self.enricher.is_bot(context.user_agent.as_deref()) {
+            return true;
+        }
+        let opted_out = self.opted_out.read().unwrap_or_else(|p| p.into_inner());
+        if opted_out.is_empty() {
+            return false;
+        }
+        let user = caller
+            .user_id()
+            .map(|user| ConsentSubject::User(user.to_owned()));
+        let session = valid
+            .input
+            .session_id
+            .as_deref()
+            .map(|session| ConsentSubject::Session(session.to_ascii_lowercase()));
+        [user, session]
+            .into_iter()
+            .flatten()
+            .any(|subject| opted_out.contains(&subject))
+    }
+
+    /// Records a consent decision durably, then applies it here at once.
+    pub async fn set_consent(
+        &self,
+        subjects: &[ConsentSubject],
+        granted: bool,
+    ) -> Result<(), PipelineError> {
+        for subject in subjects {
+            self.store
+                .set_consent(subject, granted)
+                .await
+                .map_err(PipelineError::ConsentNotSaved)?;
+        }
+        let mut opted_out = self.opted_out.write().unwrap_or_else(|p| p.into_inner());
+        for subject in subjects {
+            if granted {
+                opted_out.remove(subject);
+            } else {
+                opted_out.insert(subject.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads the opted-out subjects from the database (decisions made on other nodes).
+    pub async fn refresh_consents(&self) -> Result<(), StorageError> {
+        let subjects: HashSet<ConsentSubject> = self.store.opted_out().await?.into_iter().collect();
+        *self.opted_out.write().unwrap_or_else(|p| p.into_inner()) = subjects;
+        Ok(())
     }
 
     /// Gives back the key `id` claimed, when `id` is not going to be stored after all.

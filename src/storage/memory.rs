@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Backend, EventStore, PoolStatus, StorageError};
+use super::{Backend, ConsentSubject, EventStore, PoolStatus, SessionRecord, StorageError};
 use crate::event::EventRecord;
 
 /// Events in a `Vec`, for tests that exercise the pipeline without a database.
@@ -16,6 +16,7 @@ use crate::event::EventRecord;
 pub struct MemoryStore {
     events: Mutex<Vec<EventRecord>>,
     idempotency_keys: Mutex<HashMap<Uuid, Uuid>>,
+    consents: Mutex<HashMap<ConsentSubject, bool>>,
     unavailable: AtomicBool,
     writes_failing: AtomicBool,
 }
@@ -110,6 +111,32 @@ impl EventStore for MemoryStore {
             keys.remove(&key);
         }
         Ok(())
+    }
+
+    async fn set_consent(
+        &self,
+        subject: &ConsentSubject,
+        granted: bool,
+    ) -> Result<(), StorageError> {
+        self.check_available()?;
+        let mut consents = self.consents.lock().unwrap_or_else(|p| p.into_inner());
+        consents.insert(subject.clone(), granted);
+        Ok(())
+    }
+
+    async fn opted_out(&self) -> Result<Vec<ConsentSubject>, StorageError> {
+        self.check_available()?;
+        let consents = self.consents.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(consents
+            .iter()
+            .filter(|(_, granted)| !**granted)
+            .map(|(subject, _)| subject.clone())
+            .collect())
+    }
+
+    async fn find_session(&self, _id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
+        // Sessions are a database concern; the in-memory store keeps none.
+        Ok(None)
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {

@@ -28,6 +28,51 @@ const CLAIM_ATTEMPTS: usize = 3;
 /// PostgreSQL, 32 766 on SQLite) for the 35 columns of an event, with room to grow.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// Who a consent decision is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
+#[serde(tag = "type", content = "id", rename_all = "lowercase")]
+pub enum ConsentSubject {
+    Session(String),
+    User(String),
+}
+
+impl ConsentSubject {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Session(_) => "session",
+            Self::User(_) => "user",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Session(id) | Self::User(id) => id,
+        }
+    }
+
+    pub(crate) fn from_parts(kind: &str, id: String) -> Option<Self> {
+        match kind {
+            "session" => Some(Self::Session(id)),
+            "user" => Some(Self::User(id)),
+            _ => None,
+        }
+    }
+}
+
+/// An analytics session as stored: upserted in the same transaction as its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub user_id: Option<String>,
+    pub first_seen_at: chrono::DateTime<chrono::Utc>,
+    pub last_seen_at: chrono::DateTime<chrono::Utc>,
+    pub event_count: i64,
+    pub entry_page: Option<String>,
+    pub device_type: Option<String>,
+    pub country: Option<String>,
+    pub utm_source: Option<String>,
+}
+
 /// Which database a store writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -83,9 +128,11 @@ impl StorageError {
 pub trait EventStore: Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
-    /// Writes the events in one transaction. Events whose id is already stored are skipped,
-    /// so retrying a batch after an ambiguous failure cannot duplicate rows. Returns how many
-    /// rows were newly written.
+    /// Writes the events in one transaction. Events whose id, fingerprint or idempotency key
+    /// is already stored are skipped, so retrying a batch after an ambiguous failure cannot
+    /// duplicate rows; events of subjects that opted out are not kept. In the same
+    /// transaction, the analytics sessions of the written events are upserted. Returns how
+    /// many events were newly written.
     async fn insert_events(&self, events: &[EventRecord]) -> Result<usize, StorageError>;
 
     /// Claims idempotency `key` for `event_id`, atomically. Returns the id of the event the key
@@ -97,6 +144,19 @@ pub trait EventStore: Send + Sync + 'static {
     /// so that the caller's retry with the same key is not answered with an event that never
     /// existed. Only the claim held by `event_id` is removed.
     async fn release_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<(), StorageError>;
+
+    /// Records that `subject` opted in (`granted`) or out of analytics.
+    async fn set_consent(
+        &self,
+        subject: &ConsentSubject,
+        granted: bool,
+    ) -> Result<(), StorageError>;
+
+    /// Every subject that has currently opted out.
+    async fn opted_out(&self) -> Result<Vec<ConsentSubject>, StorageError>;
+
+    /// Reads the analytics session `id` back.
+    async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError>;
 
     /// Reads one stored event back.
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError>;

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod batch;
 mod cli;
+mod enrichment;
 mod exactly_once;
 mod flushing;
 mod jsonrpc_protocol;

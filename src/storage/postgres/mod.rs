@@ -9,16 +9,56 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use diesel::sql_types::{Array, Uuid as SqlUuid};
+
 use super::{
-    Backend, CLAIM_ATTEMPTS, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError,
-    migrations, pool,
+    Backend, CLAIM_ATTEMPTS, ConsentSubject, EventStore, PoolOptions, PoolStatus,
+    ROWS_PER_STATEMENT, SessionRecord, StorageError, migrations, pool,
 };
 use crate::event::EventRecord;
-use models::EventRow;
-use schema::{events, idempotency_keys};
+use models::{EventRow, SessionRow};
+use schema::{consents, events, idempotency_keys, sessions};
 
 /// Per-connection settings: a runaway statement must not hold a pooled connection forever.
 const CONNECTION_SETUP: &str = "SET statement_timeout = '30s'; SET TIME ZONE 'UTC';";
+
+/// Removes, inside the write transaction, the just-written events of subjects that opted out,
+/// so an opt-out recorded by any node is honoured even for events another node accepted.
+const DELETE_OPTED_OUT: &str = "
+    DELETE FROM events e
+    WHERE e.id = ANY($1)
+      AND EXISTS (
+        SELECT 1 FROM consents c
+        WHERE NOT c.granted
+          AND ((c.subject_type = 'session' AND c.subject_id = e.session_id::text)
+            OR (c.subject_type = 'user' AND c.subject_id = e.user_id)))";
+
+/// Folds the just-written events into their analytics sessions.
+const UPSERT_SESSIONS: &str = "
+    INSERT INTO sessions AS s
+        (id, user_id, first_seen_at, last_seen_at, event_count, entry_page, device_type, country, utm_source)
+    SELECT session_id,
+           (array_agg(user_id ORDER BY occurred_at DESC) FILTER (WHERE user_id IS NOT NULL))[1],
+           min(occurred_at),
+           max(occurred_at),
+           count(*),
+           (array_agg(coalesce(landing_page, props->>'path') ORDER BY occurred_at))[1],
+           (array_agg(device_type ORDER BY occurred_at))[1],
+           (array_agg(country ORDER BY occurred_at) FILTER (WHERE country IS NOT NULL))[1],
+           (array_agg(utm_source ORDER BY occurred_at) FILTER (WHERE utm_source IS NOT NULL))[1]
+    FROM events
+    WHERE id = ANY($1) AND session_id IS NOT NULL
+    GROUP BY session_id
+    ON CONFLICT (id) DO UPDATE SET
+        user_id = coalesce(EXCLUDED.user_id, s.user_id),
+        entry_page = CASE WHEN EXCLUDED.first_seen_at < s.first_seen_at
+                          THEN EXCLUDED.entry_page ELSE s.entry_page END,
+        first_seen_at = least(s.first_seen_at, EXCLUDED.first_seen_at),
+        last_seen_at = greatest(s.last_seen_at, EXCLUDED.last_seen_at),
+        event_count = s.event_count + EXCLUDED.event_count,
+        device_type = coalesce(s.device_type, EXCLUDED.device_type),
+        country = coalesce(s.country, EXCLUDED.country),
+        utm_source = coalesce(s.utm_source, EXCLUDED.utm_source)";
 
 /// Events in PostgreSQL.
 pub struct PostgresStore {
@@ -46,11 +86,21 @@ impl EventStore for PostgresStore {
             .transaction::<_, diesel::result::Error, _>(async |connection| {
                 let mut inserted = 0;
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    inserted += diesel::insert_into(events::table)
+                    let written = diesel::insert_into(events::table)
                         .values(chunk)
                         .on_conflict_do_nothing()
                         .execute(connection)
                         .await?;
+                    let ids: Vec<Uuid> = chunk.iter().map(|row| row.id).collect();
+                    let withdrawn = diesel::sql_query(DELETE_OPTED_OUT)
+                        .bind::<Array<SqlUuid>, _>(&ids)
+                        .execute(connection)
+                        .await?;
+                    diesel::sql_query(UPSERT_SESSIONS)
+                        .bind::<Array<SqlUuid>, _>(&ids)
+                        .execute(connection)
+                        .await?;
+                    inserted += written.saturating_sub(withdrawn);
                 }
                 Ok(inserted)
             })
@@ -96,6 +146,53 @@ impl EventStore for PostgresStore {
         .execute(&mut connection)
         .await?;
         Ok(())
+    }
+
+    async fn set_consent(
+        &self,
+        subject: &ConsentSubject,
+        granted: bool,
+    ) -> Result<(), StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        diesel::insert_into(consents::table)
+            .values((
+                consents::subject_type.eq(subject.kind()),
+                consents::subject_id.eq(subject.id()),
+                consents::granted.eq(granted),
+            ))
+            .on_conflict((consents::subject_type, consents::subject_id))
+            .do_update()
+            .set((
+                consents::granted.eq(granted),
+                consents::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn opted_out(&self) -> Result<Vec<ConsentSubject>, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let rows: Vec<(String, String)> = consents::table
+            .filter(consents::granted.eq(false))
+            .select((consents::subject_type, consents::subject_id))
+            .load(&mut connection)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(kind, id)| ConsentSubject::from_parts(&kind, id))
+            .collect())
+    }
+
+    async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let row = sessions::table
+            .find(id)
+            .select(SessionRow::as_select())
+            .first(&mut connection)
+            .await
+            .optional()?;
+        Ok(row.map(SessionRecord::from))
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {

@@ -5,9 +5,10 @@ use diesel::prelude::*;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::schema::events;
+use super::schema::{events, sessions};
 use crate::api::types::Attribution;
 use crate::event::{Enrichment, EventRecord};
+use crate::storage::SessionRecord;
 
 #[derive(Debug, Insertable, Queryable, Selectable)]
 #[diesel(table_name = events, check_for_backend(diesel::pg::Pg), treat_none_as_default_value = false)]
@@ -131,6 +132,36 @@ impl From<EventRow> for EventRecord {
                 ip_address: row.ip_address,
                 referrer_host: row.referrer_host,
             },
+        }
+    }
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub user_id: Option<String>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub event_count: i64,
+    pub entry_page: Option<String>,
+    pub device_type: Option<String>,
+    pub country: Option<String>,
+    pub utm_source: Option<String>,
+}
+
+impl From<SessionRow> for SessionRecord {
+    fn from(row: SessionRow) -> Self {
+        Self {
+            id: row.id,
+            user_id: row.user_id,
+            first_seen_at: row.first_seen_at,
+            last_seen_at: row.last_seen_at,
+            event_count: row.event_count,
+            entry_page: row.entry_page,
+            device_type: row.device_type,
+            country: row.country,
+            utm_source: row.utm_source,
         }
     }
 }

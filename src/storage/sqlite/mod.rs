@@ -9,6 +9,9 @@ pub mod schema;
 use async_trait::async_trait;
 use diesel::SqliteConnection;
 use diesel::prelude::*;
+use diesel::result::QueryResult;
+use diesel::sql_types::Text;
+use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
@@ -18,9 +21,10 @@ use super::{
     Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations,
     pool,
 };
+use super::{ConsentSubject, SessionRecord};
 use crate::event::EventRecord;
-use models::{EventRow, parse_uuid};
-use schema::{events, idempotency_keys};
+use models::{EventRow, SessionRow, parse_uuid};
+use schema::{consents, events, idempotency_keys, sessions};
 
 type Connection = SyncConnectionWrapper<SqliteConnection>;
 
@@ -29,6 +33,70 @@ type Connection = SyncConnectionWrapper<SqliteConnection>;
 /// power loss.
 const CONNECTION_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+/// Removes, inside the write transaction, the just-written events of subjects that opted out.
+/// `{ids}` stands for the placeholders of the batch's ids.
+const DELETE_OPTED_OUT: &str = "
+    DELETE FROM events
+    WHERE id IN ({ids})
+      AND EXISTS (
+        SELECT 1 FROM consents c
+        WHERE NOT c.granted
+          AND ((c.subject_type = 'session' AND c.subject_id = events.session_id)
+            OR (c.subject_type = 'user' AND c.subject_id = events.user_id)))";
+
+/// Folds the just-written events into their analytics sessions.
+const UPSERT_SESSIONS: &str = "
+    WITH batch AS (
+        SELECT * FROM events WHERE id IN ({ids}) AND session_id IS NOT NULL
+    ), first AS (
+        SELECT session_id,
+               coalesce(landing_page, json_extract(props, '$.path')) AS entry_page,
+               device_type,
+               row_number() OVER (PARTITION BY session_id ORDER BY occurred_at) AS position
+        FROM batch
+    )
+    INSERT INTO sessions
+        (id, user_id, first_seen_at, last_seen_at, event_count, entry_page, device_type, country, utm_source)
+    SELECT b.session_id,
+           (SELECT u.user_id FROM batch u WHERE u.session_id = b.session_id
+              AND u.user_id IS NOT NULL ORDER BY u.occurred_at DESC LIMIT 1),
+           min(b.occurred_at),
+           max(b.occurred_at),
+           count(*),
+           f.entry_page,
+           f.device_type,
+           (SELECT c.country FROM batch c WHERE c.session_id = b.session_id
+              AND c.country IS NOT NULL ORDER BY c.occurred_at LIMIT 1),
+           (SELECT m.utm_source FROM batch m WHERE m.session_id = b.session_id
+              AND m.utm_source IS NOT NULL ORDER BY m.occurred_at LIMIT 1)
+    FROM batch b JOIN first f ON f.session_id = b.session_id AND f.position = 1
+    WHERE true
+    GROUP BY b.session_id
+    ON CONFLICT (id) DO UPDATE SET
+        user_id = coalesce(excluded.user_id, sessions.user_id),
+        entry_page = CASE WHEN excluded.first_seen_at < sessions.first_seen_at
+                          THEN excluded.entry_page ELSE sessions.entry_page END,
+        first_seen_at = min(sessions.first_seen_at, excluded.first_seen_at),
+        last_seen_at = max(sessions.last_seen_at, excluded.last_seen_at),
+        event_count = sessions.event_count + excluded.event_count,
+        device_type = coalesce(sessions.device_type, excluded.device_type),
+        country = coalesce(sessions.country, excluded.country),
+        utm_source = coalesce(sessions.utm_source, excluded.utm_source)";
+
+/// Runs `sql` with its `{ids}` replaced by one bound placeholder per id.
+fn execute_for_ids(
+    connection: &mut SqliteConnection,
+    sql: &str,
+    ids: &[&str],
+) -> QueryResult<usize> {
+    let placeholders = vec!["?"; ids.len()].join(", ");
+    let mut query = diesel::sql_query(sql.replace("{ids}", &placeholders)).into_boxed::<Sqlite>();
+    for id in ids {
+        query = query.bind::<Text, _>(id.to_string());
+    }
+    diesel::RunQueryDsl::execute(query, connection)
+}
 
 /// Events in an SQLite file.
 pub struct SqliteStore {
@@ -77,7 +145,11 @@ impl EventStore for SqliteStore {
                             .values(chunk)
                             .on_conflict_do_nothing();
                         // The blocking connection takes diesel's synchronous execute.
-                        inserted += diesel::RunQueryDsl::execute(statement, connection)?;
+                        let written = diesel::RunQueryDsl::execute(statement, connection)?;
+                        let ids: Vec<&str> = chunk.iter().map(|row| row.id.as_str()).collect();
+                        let withdrawn = execute_for_ids(connection, DELETE_OPTED_OUT, &ids)?;
+                        execute_for_ids(connection, UPSERT_SESSIONS, &ids)?;
+                        inserted += written.saturating_sub(withdrawn);
                     }
                     Ok(inserted)
                 })
@@ -120,6 +192,57 @@ impl EventStore for SqliteStore {
         .execute(&mut connection)
         .await?;
         Ok(())
+    }
+
+    async fn set_consent(
+        &self,
+        subject: &ConsentSubject,
+        granted: bool,
+    ) -> Result<(), StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let (kind, id) = (subject.kind(), subject.id().to_owned());
+        connection
+            .spawn_blocking(move |connection| {
+                let upsert = diesel::insert_into(consents::table)
+                    .values((
+                        consents::subject_type.eq(kind),
+                        consents::subject_id.eq(&id),
+                        consents::granted.eq(granted),
+                    ))
+                    .on_conflict((consents::subject_type, consents::subject_id))
+                    .do_update()
+                    .set((
+                        consents::granted.eq(granted),
+                        consents::updated_at.eq(chrono::Utc::now()),
+                    ));
+                diesel::RunQueryDsl::execute(upsert, connection)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn opted_out(&self) -> Result<Vec<ConsentSubject>, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let rows: Vec<(String, String)> = consents::table
+            .filter(consents::granted.eq(false))
+            .select((consents::subject_type, consents::subject_id))
+            .load(&mut connection)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(kind, id)| ConsentSubject::from_parts(&kind, id))
+            .collect())
+    }
+
+    async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let row = sessions::table
+            .find(id.to_string())
+            .select(SessionRow::as_select())
+            .first(&mut connection)
+            .await
+            .optional()?;
+        row.map(SessionRecord::try_from).transpose()
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {

@@ -6,10 +6,10 @@ use diesel::prelude::*;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::schema::events;
+use super::schema::{events, sessions};
 use crate::api::types::Attribution;
 use crate::event::{Enrichment, EventRecord};
-use crate::storage::StorageError;
+use crate::storage::{SessionRecord, StorageError};
 
 #[derive(Debug, Insertable, Queryable, Selectable)]
 #[diesel(table_name = events, check_for_backend(diesel::sqlite::Sqlite), treat_none_as_default_value = false)]
@@ -143,4 +143,36 @@ pub(super) fn parse_uuid(text: &str) -> Result<Uuid, StorageError> {
     Uuid::try_parse(text).map_err(|error| {
         StorageError::Query(diesel::result::Error::DeserializationError(Box::new(error)))
     })
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = sessions, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub event_count: i64,
+    pub entry_page: Option<String>,
+    pub device_type: Option<String>,
+    pub country: Option<String>,
+    pub utm_source: Option<String>,
+}
+
+impl TryFrom<SessionRow> for SessionRecord {
+    type Error = StorageError;
+
+    fn try_from(row: SessionRow) -> Result<Self, StorageError> {
+        Ok(Self {
+            id: parse_uuid(&row.id)?,
+            user_id: row.user_id,
+            first_seen_at: row.first_seen_at,
+            last_seen_at: row.last_seen_at,
+            event_count: row.event_count,
+            entry_page: row.entry_page,
+            device_type: row.device_type,
+            country: row.country,
+            utm_source: row.utm_source,
+        })
+    }
 }

@@ -2,6 +2,7 @@
 //! clients (HTTP and WebSocket) and a raw HTTP client for asserting exact wire bytes.
 
 pub mod database;
+pub mod mmdb;
 pub mod process;
 pub mod raw_http;
 

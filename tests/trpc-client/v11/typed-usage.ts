@@ -24,6 +24,9 @@ const sluiceRouter = t.router({
     forceFlush: typed<'eventIngestion.forceFlush'>().mutation(
       () => null as unknown as Output<'eventIngestion.forceFlush'>,
     ),
+    setConsent: typed<'eventIngestion.setConsent'>().mutation(
+      () => null as unknown as Output<'eventIngestion.setConsent'>,
+    ),
   }),
 });
 export type SluiceRouter = typeof sluiceRouter;
@@ -37,9 +40,12 @@ export async function example(): Promise<void> {
     props: { path: '/pricing' },
     attribution: { utmSource: 'newsletter' },
   });
-  const status: 'accepted' | 'replayed' | 'duplicate' = tracked.status;
+  const status: 'accepted' | 'replayed' | 'duplicate' | 'suppressed' = tracked.status;
   const stats = await sluice.eventIngestion.getStats.query(undefined);
   const health: 'healthy' | 'degraded' | 'critical' = stats.health;
+  const consent = await sluice.eventIngestion.setConsent.mutate({ sessionId: crypto.randomUUID(), granted: false });
+  const subjects: Array<{ type: 'session' | 'user'; id: string }> = consent.subjects;
+  void subjects;
   void status;
   void health;
   // @ts-expect-error: unknown fields are rejected at compile time too.
