@@ -214,8 +214,20 @@ impl ApiError {
     }
 
     /// Logs the error once at the level its class deserves: warn for 4xx, error for 5xx.
+    ///
+    /// Validation messages can quote what the client sent (which may be personal data), so
+    /// for those only the names of the failing fields are logged.
     pub fn log(&self, path: &str) {
-        if self.code.is_client_error() {
+        if let Some(zod) = &self.zod_error {
+            let fields: Vec<&str> = zod.field_errors.keys().map(String::as_str).collect();
+            tracing::warn!(
+                path,
+                code = self.code.key(),
+                ?fields,
+                form_errors = zod.form_errors.len(),
+                "request rejected"
+            );
+        } else if self.code.is_client_error() {
             tracing::warn!(path, code = self.code.key(), message = %self.message, "request rejected");
         } else {
             tracing::error!(path, code = self.code.key(), message = %self.message, "request failed");
