@@ -81,6 +81,18 @@ export function contract(kit) {
         assert.equal(typeof flush.persisted, 'number');
       });
 
+      test(`${label}: setConsent suppresses an opted-out session`, async () => {
+        const sessionId = crypto.randomUUID();
+        const consent = await anonymous.eventIngestion.setConsent.mutate({ sessionId, granted: false });
+        assert.deepEqual(consent.subjects, [{ type: 'session', id: sessionId }]);
+        const suppressed = await anonymous.eventIngestion.track.mutate({ ...pageView(label), sessionId });
+        assert.deepEqual(suppressed, { eventId: null, tracked: false, status: 'suppressed' });
+        await anonymous.eventIngestion.setConsent.mutate({ sessionId, granted: true });
+        const accepted = await anonymous.eventIngestion.track.mutate({ ...pageView(label), sessionId });
+        assert.equal(accepted.status, 'accepted');
+        await rejectsWith(kit, anonymous.eventIngestion.setConsent.mutate({ granted: false }), 'BAD_REQUEST');
+      });
+
       test(`${label}: concurrent calls (batched by batch links) each get their own answer`, async () => {
         const [first, bad, second, stats] = await Promise.allSettled([
           anonymous.eventIngestion.track.mutate(pageView(label)),
