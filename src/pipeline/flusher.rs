@@ -14,6 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::buffer::Buffer;
 use super::stats::Stats;
+use crate::event::EventRecord;
 use crate::storage::{EventStore, StorageError};
 
 /// How the flusher paces itself.
@@ -132,7 +133,7 @@ impl Flusher {
             }
             self.stats.is_processing.store(true, Ordering::Relaxed);
             let started = std::time::Instant::now();
-            let written = self.store.insert_events(&batch).await;
+            let written = self.write_isolating_poison(&batch).await;
             self.stats.is_processing.store(false, Ordering::Relaxed);
             match written {
                 Ok(persisted) => {
@@ -163,6 +164,27 @@ impl Flusher {
         }
         total.remaining = self.buffer.len();
         Ok(total)
+    }
+
+    /// Writes `batch`. When the database refuses the data itself, the batch is split in halves
+    /// until the refused row is alone; that row goes to the dead-letter table with its error
+    /// and every other row is written. Errors that retrying can fix are returned as they are.
+    async fn write_isolating_poison(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
+        match self.store.insert_events(batch).await {
+            Err(error) if error.is_data_error() => {
+                if let [event] = batch {
+                    tracing::error!(event_id = %event.id, error = %error, "database refused an event; dead-lettered");
+                    self.store.dead_letter(event, &error.to_string()).await?;
+                    Stats::add(&self.stats.dead_lettered, 1);
+                    return Ok(0);
+                }
+                let (left, right) = batch.split_at(batch.len() / 2);
+                let left = Box::pin(self.write_isolating_poison(left)).await?;
+                let right = Box::pin(self.write_isolating_poison(right)).await?;
+                Ok(left + right)
+            }
+            other => other,
+        }
     }
 
     /// Flushes until the buffer is empty, retrying with backoff up to the shutdown timeout.

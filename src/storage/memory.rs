@@ -17,6 +17,7 @@ pub struct MemoryStore {
     events: Mutex<Vec<EventRecord>>,
     idempotency_keys: Mutex<HashMap<Uuid, Uuid>>,
     consents: Mutex<HashMap<ConsentSubject, bool>>,
+    dead_letters: Mutex<Vec<Uuid>>,
     unavailable: AtomicBool,
     writes_failing: AtomicBool,
 }
@@ -137,6 +138,23 @@ impl EventStore for MemoryStore {
     async fn find_session(&self, _id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
         // Sessions are a database concern; the in-memory store keeps none.
         Ok(None)
+    }
+
+    async fn dead_letter(&self, event: &EventRecord, _error: &str) -> Result<(), StorageError> {
+        self.check_available()?;
+        let mut dead = self.dead_letters.lock().unwrap_or_else(|p| p.into_inner());
+        if !dead.contains(&event.id) {
+            dead.push(event.id);
+        }
+        Ok(())
+    }
+
+    async fn count_dead_letters(&self) -> Result<i64, StorageError> {
+        Ok(self
+            .dead_letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as i64)
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {

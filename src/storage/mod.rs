@@ -111,6 +111,23 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Whether the database refused this data (a constraint, a value it cannot store) rather
+    /// than failing for a reason that retrying can fix (a lost connection, a conflict between
+    /// transactions). Only such errors make a batch worth splitting to find a poison row.
+    pub fn is_data_error(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            Self::Query(Error::DatabaseError(kind, _)) => !matches!(
+                kind,
+                DatabaseErrorKind::ClosedConnection
+                    | DatabaseErrorKind::SerializationFailure
+                    | DatabaseErrorKind::ReadOnlyTransaction
+            ),
+            Self::Query(Error::SerializationError(_)) => true,
+            _ => false,
+        }
+    }
+
     /// A stable tag for logs and metrics.
     pub fn tag(&self) -> &'static str {
         match self {
@@ -157,6 +174,13 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Reads the analytics session `id` back.
     async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError>;
+
+    /// Keeps an event the database refused on its own, with the error, so it stops blocking
+    /// the batches behind it. Idempotent per event id.
+    async fn dead_letter(&self, event: &EventRecord, error: &str) -> Result<(), StorageError>;
+
+    /// How many events were dead-lettered.
+    async fn count_dead_letters(&self) -> Result<i64, StorageError>;
 
     /// Reads one stored event back.
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError>;

@@ -10,6 +10,7 @@ mod enrichment;
 mod exactly_once;
 mod flushing;
 mod jsonrpc_protocol;
+mod reliability;
 mod security;
 mod shutdown;
 mod track;

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::event::EventRecord;
 use models::{EventRow, SessionRow};
-use schema::{consents, events, idempotency_keys, sessions};
+use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 
 /// Per-connection settings: a runaway statement must not hold a pooled connection forever.
 const CONNECTION_SETUP: &str = "SET statement_timeout = '30s'; SET TIME ZONE 'UTC';";
@@ -193,6 +193,31 @@ impl EventStore for PostgresStore {
             .await
             .optional()?;
         Ok(row.map(SessionRecord::from))
+    }
+
+    async fn dead_letter(&self, event: &EventRecord, error: &str) -> Result<(), StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let body = serde_json::to_value(event).map_err(|e| {
+            StorageError::Query(diesel::result::Error::SerializationError(Box::new(e)))
+        })?;
+        diesel::insert_into(dead_letters::table)
+            .values((
+                dead_letters::id.eq(event.id),
+                dead_letters::event.eq(body),
+                dead_letters::error.eq(error),
+            ))
+            .on_conflict_do_nothing()
+            .execute(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_dead_letters(&self) -> Result<i64, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        Ok(dead_letters::table
+            .count()
+            .get_result(&mut connection)
+            .await?)
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {

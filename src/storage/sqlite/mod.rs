@@ -24,7 +24,7 @@ use super::{
 use super::{ConsentSubject, SessionRecord};
 use crate::event::EventRecord;
 use models::{EventRow, SessionRow, parse_uuid};
-use schema::{consents, events, idempotency_keys, sessions};
+use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 
 type Connection = SyncConnectionWrapper<SqliteConnection>;
 
@@ -243,6 +243,35 @@ impl EventStore for SqliteStore {
             .await
             .optional()?;
         row.map(SessionRecord::try_from).transpose()
+    }
+
+    async fn dead_letter(&self, event: &EventRecord, error: &str) -> Result<(), StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let body = serde_json::to_value(event).map_err(|e| {
+            StorageError::Query(diesel::result::Error::SerializationError(Box::new(e)))
+        })?;
+        let (id, error) = (event.id.to_string(), error.to_owned());
+        connection
+            .spawn_blocking(move |connection| {
+                let insert = diesel::insert_into(dead_letters::table)
+                    .values((
+                        dead_letters::id.eq(&id),
+                        dead_letters::event.eq(&body),
+                        dead_letters::error.eq(&error),
+                    ))
+                    .on_conflict_do_nothing();
+                diesel::RunQueryDsl::execute(insert, connection)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn count_dead_letters(&self) -> Result<i64, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        Ok(dead_letters::table
+            .count()
+            .get_result(&mut connection)
+            .await?)
     }
 
     async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {

@@ -63,7 +63,22 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(consents, events, idempotency_keys, sessions);
+diesel::table! {
+    dead_letters (id) {
+        id -> Text,
+        event -> Json,
+        error -> Text,
+        failed_at -> TimestamptzSqlite,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    consents,
+    dead_letters,
+    events,
+    idempotency_keys,
+    sessions
+);
 
 diesel::table! {
     idempotency_keys (key) {

@@ -247,6 +247,31 @@ impl TestServer {
         self.server.take().expect("running").stop().await
     }
 
+    /// Runs `postgres` or `sqlite` (whichever fits the backend) directly on the test's
+    /// database: for causing real database faults, such as a constraint a row will break.
+    pub async fn execute_sql(&self, postgres: &str, sqlite: &str) {
+        use diesel::connection::SimpleConnection;
+        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+        let url = self.database_url();
+        if url.starts_with("postgres") {
+            let mut connection = diesel_async::AsyncPgConnection::establish(&url)
+                .await
+                .expect("connect");
+            connection.batch_execute(postgres).await.expect("sql");
+        } else {
+            let path = url.trim_start_matches("sqlite://").to_owned();
+            let sql = sqlite.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let mut connection =
+                    <diesel::SqliteConnection as diesel::Connection>::establish(&path)
+                        .expect("open");
+                connection.batch_execute(&sql).expect("sql");
+            })
+            .await
+            .expect("blocking task");
+        }
+    }
+
     /// The URL of this server's database.
     pub fn database_url(&self) -> String {
         self.config.database_url()
