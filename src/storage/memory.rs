@@ -171,6 +171,10 @@ impl EventStore for MemoryStore {
         Ok(0)
     }
 
+    async fn pending_migrations(&self) -> Result<usize, StorageError> {
+        Ok(0)
+    }
+
     async fn ping(&self) -> Result<(), StorageError> {
         self.check_available()
     }

@@ -31,3 +31,24 @@ where
     .await
     .map_err(|error| StorageError::Migration(error.to_string()))?
 }
+
+/// How many migrations of `migrations` are not applied yet.
+pub(super) async fn pending<C>(
+    connection: C,
+    migrations: EmbeddedMigrations,
+) -> Result<usize, StorageError>
+where
+    C: AsyncConnection + Send + 'static,
+    C::Backend: Backend,
+    AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
+{
+    tokio::task::spawn_blocking(move || {
+        let mut harness = AsyncMigrationHarness::new(connection);
+        harness
+            .pending_migrations(migrations)
+            .map(|pending| pending.len())
+            .map_err(|error| StorageError::Migration(error.to_string()))
+    })
+    .await
+    .map_err(|error| StorageError::Migration(error.to_string()))?
+}

@@ -191,6 +191,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// Applies pending migrations; returns how many ran.
     async fn run_migrations(&self) -> Result<usize, StorageError>;
 
+    /// How many embedded migrations are not applied to this database.
+    async fn pending_migrations(&self) -> Result<usize, StorageError>;
+
     /// Round-trips a trivial query.
     async fn ping(&self) -> Result<(), StorageError>;
 

@@ -26,7 +26,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::client_ip::{cdn_place, client_ip};
 use super::notifications::ExecuteNotificationsLayer;
-use super::trpc;
+use super::{probes, trpc};
 use crate::api::EventIngestion;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::identity::RequestContext;
@@ -165,6 +165,9 @@ impl Service<Request<Incoming>> for RouteService {
                 Ok(trpc::handle(&shared.service, request, &context, limit).await)
             }
             .boxed(),
+            "/healthz" => ready(Ok(probes::healthz())),
+            "/readyz" => async move { Ok(probes::readyz(&shared.service).await) }.boxed(),
+            "/metrics" => ready(Ok(probes::metrics(&shared.service))),
             "/" if is_upgrade_request(&request) => {
                 request.extensions_mut().insert(context);
                 websocket(shared, request).boxed()

@@ -3,6 +3,7 @@
 //! - [`jsonrpc`]: the `eventIngestion.*` methods as a jsonrpsee `RpcModule` (HTTP POST and
 //!   WebSocket on one port); [`notifications`] makes JSON-RPC notifications run.
 //! - [`trpc`]: tRPC's HTTP wire format at `/api/trpc/…`, over the same procedures.
+//! - [`probes`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`http`]: the listener, the per-request [`crate::identity::RequestContext`], and routing of
 //!   HTTP paths to the JSON-RPC service.
 
@@ -10,4 +11,5 @@ pub mod client_ip;
 pub mod http;
 pub mod jsonrpc;
 pub mod notifications;
+pub mod probes;
 pub mod trpc;

@@ -3,9 +3,15 @@
 use serde_json::json;
 
 use crate::backend_tests;
-use crate::support::{Backend, TestServer, page_view};
+use crate::support::database::database_url;
+use crate::support::proxy::ChaosProxy;
+use crate::support::raw_http::get;
+use crate::support::{Backend, TestDatabase, TestServer, page_view, test_config};
 
-backend_tests!(a_poison_row_is_dead_lettered_and_the_rest_written);
+backend_tests!(
+    a_poison_row_is_dead_lettered_and_the_rest_written,
+    probes_report_liveness_readiness_and_metrics
+);
 
 async fn a_poison_row_is_dead_lettered_and_the_rest_written(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -46,4 +52,109 @@ async fn a_poison_row_is_dead_lettered_and_the_rest_written(backend: Backend) {
     server.track(page_view()).await;
     server.force_flush().await;
     assert_eq!(server.count().await, 10);
+}
+
+async fn probes_report_liveness_readiness_and_metrics(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let live = get(&format!("{}/healthz", server.http_url())).await;
+    assert_eq!(live.status, 200);
+    assert_eq!(live.body["status"], "ok");
+    let ready = get(&format!("{}/readyz", server.http_url())).await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.body["status"], "ready");
+    server.track(page_view()).await;
+    server.track(page_view()).await;
+    server.force_flush().await;
+    let metrics = get(&format!("{}/metrics", server.http_url())).await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.headers["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/plain")
+    );
+    for line in [
+        "sluice_events_accepted_total 2",
+        "sluice_events_persisted_total 2",
+        "sluice_buffer_events 0",
+        "# TYPE sluice_flushes_total counter",
+        "sluice_health 0",
+    ] {
+        assert!(
+            metrics.text.lines().any(|l| l == line),
+            "missing {line:?} in\n{}",
+            metrics.text
+        );
+    }
+}
+
+/// PostgreSQL made unreachable (a proxy in front of it is cut) while events arrive: they are
+/// kept, readiness says so, and everything is written once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_loses_no_accepted_event() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let database = TestDatabase::create(&backend).await;
+    let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().expect("addr");
+    let proxy = ChaosProxy::start(upstream).await;
+    let name = database.url.rsplit('/').next().expect("name").to_owned();
+    let through_proxy = database_url(&format!("postgres://postgres@{}/x", proxy.addr), &name);
+    let mut config = test_config(&database);
+    config.database_url = Some(through_proxy);
+    config.batch_size = 10;
+    config.batch_timeout_ms = 100;
+    config.buffer_capacity = 40;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = sluice::server::RunningServer::start(&config, listener)
+        .await
+        .expect("start");
+    let url = format!("http://{}", server.local_addr());
+    let client = jsonrpsee::http_client::HttpClientBuilder::default()
+        .build(&url)
+        .expect("client");
+
+    proxy.cut();
+    let mut accepted = Vec::new();
+    for _ in 0..40 {
+        let output = crate::support::call(&client, "eventIngestion.track", page_view())
+            .await
+            .expect("accepted while the database is down");
+        accepted.push(output["eventId"].as_str().expect("id").to_owned());
+    }
+    // The bounded buffer is full: the next event is refused, honestly, with a retry hint.
+    let refused = crate::support::call(&client, "eventIngestion.track", page_view())
+        .await
+        .expect_err("the buffer is full");
+    crate::support::assert_error(&refused, "SERVICE_UNAVAILABLE", -32603);
+    let data = crate::support::error_data(&refused);
+    assert_eq!(data["httpStatus"], 503);
+    assert!(data["retryAfterSeconds"].as_u64().is_some(), "{data}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let ready = get(&format!("{url}/readyz")).await;
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    let stats = server.service().pipeline().stats();
+    assert_eq!(stats.buffer_size, 40, "everything accepted is still held");
+    assert!(stats.counters.failed_flushes >= 1);
+    assert_ne!(stats.health, sluice::pipeline::stats::Health::Healthy);
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.service().pipeline().buffer_len() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let store = server.store().clone();
+    for id in &accepted {
+        let id: uuid::Uuid = id.parse().expect("uuid");
+        assert!(
+            store.find_event(id).await.expect("read").is_some(),
+            "{id} lost"
+        );
+    }
+    assert_eq!(store.count_events().await.expect("count"), 40);
+    assert_eq!(get(&format!("{url}/readyz")).await.status, 200);
+    server.stop().await;
+    drop(database);
 }

@@ -240,6 +240,10 @@ impl EventStore for PostgresStore {
         migrations::run(pool::checkout(&self.pool).await?, migrations::POSTGRES).await
     }
 
+    async fn pending_migrations(&self) -> Result<usize, StorageError> {
+        migrations::pending(pool::checkout(&self.pool).await?, migrations::POSTGRES).await
+    }
+
     async fn ping(&self) -> Result<(), StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
         diesel::sql_query("SELECT 1")

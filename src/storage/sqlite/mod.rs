@@ -294,6 +294,10 @@ impl EventStore for SqliteStore {
         migrations::run(pool::checkout(&self.pool).await?, migrations::SQLITE).await
     }
 
+    async fn pending_migrations(&self) -> Result<usize, StorageError> {
+        migrations::pending(pool::checkout(&self.pool).await?, migrations::SQLITE).await
+    }
+
     async fn ping(&self) -> Result<(), StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
         diesel::sql_query("SELECT 1")

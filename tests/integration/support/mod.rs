@@ -4,6 +4,7 @@
 pub mod database;
 pub mod mmdb;
 pub mod process;
+pub mod proxy;
 pub mod raw_http;
 
 use std::sync::Arc;

@@ -1,0 +1,189 @@
+//! Operational endpoints beside the procedures: `/healthz` (the process is alive), `/readyz`
+//! (the database answers and its schema is current: route traffic here), and `/metrics`
+//! (Prometheus text format, from the same counters getStats reports).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use http::{HeaderValue, Response, StatusCode, header};
+use jsonrpsee::server::HttpBody;
+use serde_json::json;
+
+use crate::api::EventIngestion;
+use crate::pipeline::stats::Health;
+
+/// How long readiness waits for the database before it says no.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn healthz() -> Response<HttpBody> {
+    respond(
+        StatusCode::OK,
+        "application/json",
+        json!({"status": "ok"}).to_string(),
+    )
+}
+
+pub async fn readyz(service: &EventIngestion) -> Response<HttpBody> {
+    let store = service.pipeline().store();
+    let check = async {
+        store.ping().await?;
+        store.pending_migrations().await
+    };
+    let (status, body) = match tokio::time::timeout(READINESS_TIMEOUT, check).await {
+        Ok(Ok(0)) => (StatusCode::OK, json!({"status": "ready"})),
+        Ok(Ok(pending)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "reason": format!("{pending} migrations pending")}),
+        ),
+        Ok(Err(error)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "reason": error.tag()}),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "reason": "database timeout"}),
+        ),
+    };
+    respond(status, "application/json", body.to_string())
+}
+
+pub fn metrics(service: &EventIngestion) -> Response<HttpBody> {
+    let stats = service.pipeline().stats();
+    let counters = &stats.counters;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP sluice_{name} {help}\n# TYPE sluice_{name} {kind}\nsluice_{name} {value}"
+        );
+    };
+    metric(
+        "events_accepted_total",
+        "counter",
+        "Events accepted into the buffer.",
+        counters.accepted as f64,
+    );
+    metric(
+        "events_persisted_total",
+        "counter",
+        "Events newly written to the database.",
+        counters.persisted as f64,
+    );
+    metric(
+        "events_deduplicated_on_write_total",
+        "counter",
+        "Accepted events the database already held.",
+        counters.deduplicated_on_write as f64,
+    );
+    metric(
+        "events_duplicate_total",
+        "counter",
+        "Events answered duplicate.",
+        counters.duplicates as f64,
+    );
+    metric(
+        "events_replayed_total",
+        "counter",
+        "Events answered replayed (repeated idempotency key).",
+        counters.replayed as f64,
+    );
+    metric(
+        "events_suppressed_total",
+        "counter",
+        "Events answered suppressed (consent, dropped bots).",
+        counters.suppressed as f64,
+    );
+    metric(
+        "events_rejected_total",
+        "counter",
+        "Events refused by validation.",
+        counters.rejected as f64,
+    );
+    metric(
+        "events_dead_lettered_total",
+        "counter",
+        "Events the database refused, kept in dead_letters.",
+        counters.dead_lettered as f64,
+    );
+    metric(
+        "flushes_total",
+        "counter",
+        "Successful batch writes.",
+        counters.flushes as f64,
+    );
+    metric(
+        "flush_failures_total",
+        "counter",
+        "Failed batch writes (retried).",
+        counters.failed_flushes as f64,
+    );
+    metric(
+        "flush_retries_total",
+        "counter",
+        "Retries after failed writes.",
+        counters.retries as f64,
+    );
+    metric(
+        "buffer_events",
+        "gauge",
+        "Events waiting in the buffer.",
+        stats.buffer_size as f64,
+    );
+    metric(
+        "buffer_capacity_events",
+        "gauge",
+        "Most events the buffer holds.",
+        stats.config.buffer_capacity as f64,
+    );
+    metric(
+        "flush_duration_average_ms",
+        "gauge",
+        "Mean duration of successful flushes.",
+        stats.average_flush_ms,
+    );
+    metric(
+        "delivery_ratio",
+        "gauge",
+        "Share of accepted events in the database.",
+        stats.delivery_rate,
+    );
+    metric(
+        "db_pool_connections",
+        "gauge",
+        "Open database connections.",
+        stats.pool.status.size as f64,
+    );
+    metric(
+        "db_pool_available",
+        "gauge",
+        "Idle database connections.",
+        stats.pool.status.available as f64,
+    );
+    metric(
+        "db_pool_waiting",
+        "gauge",
+        "Callers waiting for a connection.",
+        stats.pool.status.waiting as f64,
+    );
+    let health = match stats.health {
+        Health::Healthy => 0.0,
+        Health::Degraded => 1.0,
+        Health::Critical => 2.0,
+    };
+    metric(
+        "health",
+        "gauge",
+        "0 healthy, 1 degraded, 2 critical.",
+        health,
+    );
+    respond(StatusCode::OK, "text/plain; version=0.0.4", out)
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<HttpBody> {
+    let mut response = Response::new(HttpBody::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
