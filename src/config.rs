@@ -10,11 +10,11 @@ use crate::api::rate_limit::RateLimitSettings;
 use crate::identity::Secret;
 use std::sync::Arc;
 
-use crate::pipeline::PipelineConfig;
 use crate::pipeline::enrichment::IpStorage;
 use crate::pipeline::enrichment::geo::GeoIp;
 use crate::pipeline::flusher::FlushSettings;
 use crate::pipeline::validation::BusinessRules;
+use crate::pipeline::{AckMode, PipelineConfig};
 use crate::storage::PoolOptions;
 use crate::transport::client_ip::parse_trusted_proxies;
 use crate::transport::http::HttpSettings;
@@ -120,6 +120,11 @@ pub struct Config {
         global = true
     )]
     pub dedup_ttl_seconds: u64,
+
+    /// When track answers: buffered (once in memory) or durable (once committed). A request
+    /// can choose with the x-sluice-ack header.
+    #[arg(long, env = "SLUICE_ACK", value_enum, default_value_t = AckMode::Buffered, global = true)]
+    pub ack: AckMode,
 
     /// Refuse (and do not store) events from bots and automated tools; they are kept and
     /// flagged by default.
@@ -344,6 +349,8 @@ impl Config {
                 shutdown_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
                 ..defaults.flush
             },
+            ack: self.ack,
+            durable_timeout: defaults.durable_timeout,
             buffer_capacity: self.buffer_capacity,
             enable_deduplication: self.dedup,
             enable_enrichment: self.enrichment,

@@ -24,6 +24,8 @@ pub struct RequestContext {
     /// The client's address: the TCP peer, or what a trusted proxy says it forwarded.
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// The `x-sluice-ack` header: `buffered` or `durable` for this request.
+    pub ack: Option<String>,
     /// Where a trusted CDN in front of Sluice says the client is.
     pub geo: crate::pipeline::enrichment::Place,
 }

@@ -150,17 +150,27 @@ impl EventIngestion {
             batch.events.len(),
         )?;
         let received_at = self.pipeline.now();
-        let mut results = Vec::with_capacity(batch.events.len());
-        for (index, raw) in batch.events.into_iter().enumerate() {
-            let outcome = match self.pipeline.validate(Some(raw), received_at) {
-                Ok(valid) => self
-                    .pipeline
-                    .accept(valid, &caller, context)
-                    .await
-                    .map_err(ApiError::from),
-                Err(errors) => Err(ApiError::validation(errors)),
-            };
-            results.push(match outcome {
+        // Items are accepted concurrently, so that in durable mode they share one commit;
+        // each one is started in order, so index 0 wins a duplicate within the batch.
+        let outcomes = futures_util::future::join_all(batch.events.into_iter().map(|raw| {
+            let validated = self.pipeline.validate(Some(raw), received_at);
+            let caller = &caller;
+            async move {
+                match validated {
+                    Ok(valid) => self
+                        .pipeline
+                        .accept(valid, caller, context)
+                        .await
+                        .map_err(ApiError::from),
+                    Err(errors) => Err(ApiError::validation(errors)),
+                }
+            }
+        }))
+        .await;
+        let results: Vec<BatchItemResult> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| match outcome {
                 Ok(data) => BatchItemResult {
                     index,
                     status: SettledStatus::Fulfilled,
@@ -177,8 +187,8 @@ impl EventIngestion {
                         message: error.message,
                     }),
                 },
-            });
-        }
+            })
+            .collect();
         let successful = results
             .iter()
             .filter(|result| result.status == SettledStatus::Fulfilled)
@@ -342,6 +352,21 @@ impl From<PipelineError> for ApiError {
                 ),
                 1,
             ),
+            PipelineError::NotYetDurable(waited) => ApiError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "The event was accepted but not committed within {} s; it stays buffered \
+                     and will be written (retrying with the same idempotencyKey is safe)",
+                    waited.as_secs()
+                ),
+            ),
+            PipelineError::Refused(_) => ApiError::new(
+                ErrorCode::InternalServerError,
+                "The database refused this event; it was set aside in the dead-letter table",
+            ),
+            PipelineError::UnknownAckMode(value) => ApiError::bad_request(format!(
+                "x-sluice-ack must be buffered or durable, not {value:?}"
+            )),
             PipelineError::ShuttingDown => {
                 ApiError::unavailable("The server is shutting down; retry on another node", 1)
             }

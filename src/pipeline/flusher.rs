@@ -12,7 +12,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use uuid::Uuid;
+
 use super::buffer::Buffer;
+use super::durability::Waiters;
 use super::stats::Stats;
 use crate::event::EventRecord;
 use crate::storage::{EventStore, StorageError};
@@ -27,6 +30,9 @@ pub struct FlushSettings {
     pub max_backoff: Duration,
     /// How long shutdown keeps retrying before it gives up on what is left.
     pub shutdown_timeout: Duration,
+    /// How long the flusher waits after a durable event arrives, so that concurrent durable
+    /// events share one commit.
+    pub durable_linger: Duration,
 }
 
 /// What one flush wrote.
@@ -57,6 +63,7 @@ pub(super) enum Command {
 
 pub(super) struct Flusher {
     pub buffer: Arc<Buffer>,
+    pub waiters: Arc<Waiters>,
     pub store: Arc<dyn EventStore>,
     pub stats: Arc<Stats>,
     pub settings: FlushSettings,
@@ -92,6 +99,10 @@ impl Flusher {
                     self.flush_full_batches().await.is_err()
                 }
                 _ = timer.tick(), if !backing_off => self.flush_all().await.is_err(),
+                () = self.waiters.arrived(), if !backing_off => {
+                    tokio::time::sleep(self.settings.durable_linger).await;
+                    self.flush_all().await.is_err()
+                }
                 () = sleep_until(retry_at), if backing_off => {
                     Stats::add(&self.stats.retries, 1);
                     self.flush_all().await.is_err()
@@ -133,7 +144,10 @@ impl Flusher {
             }
             self.stats.is_processing.store(true, Ordering::Relaxed);
             let started = std::time::Instant::now();
-            let written = self.write_isolating_poison(&batch).await;
+            let mut dead_lettered = Vec::new();
+            let written = self
+                .write_isolating_poison(&batch, &mut dead_lettered)
+                .await;
             self.stats.is_processing.store(false, Ordering::Relaxed);
             match written {
                 Ok(persisted) => {
@@ -143,6 +157,8 @@ impl Flusher {
                         persisted as u64,
                     );
                     tracing::debug!(events = batch.len(), persisted, "flushed batch");
+                    self.waiters
+                        .complete(batch.iter().map(|event| event.id), &dead_lettered);
                     total.flushed += batch.len();
                     total.persisted += persisted;
                 }
@@ -169,18 +185,23 @@ impl Flusher {
     /// Writes `batch`. When the database refuses the data itself, the batch is split in halves
     /// until the refused row is alone; that row goes to the dead-letter table with its error
     /// and every other row is written. Errors that retrying can fix are returned as they are.
-    async fn write_isolating_poison(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
+    async fn write_isolating_poison(
+        &self,
+        batch: &[EventRecord],
+        dead_lettered: &mut Vec<(Uuid, String)>,
+    ) -> Result<usize, StorageError> {
         match self.store.insert_events(batch).await {
             Err(error) if error.is_data_error() => {
                 if let [event] = batch {
                     tracing::error!(event_id = %event.id, error = %error, "database refused an event; dead-lettered");
                     self.store.dead_letter(event, &error.to_string()).await?;
                     Stats::add(&self.stats.dead_lettered, 1);
+                    dead_lettered.push((event.id, error.to_string()));
                     return Ok(0);
                 }
                 let (left, right) = batch.split_at(batch.len() / 2);
-                let left = Box::pin(self.write_isolating_poison(left)).await?;
-                let right = Box::pin(self.write_isolating_poison(right)).await?;
+                let left = Box::pin(self.write_isolating_poison(left, dead_lettered)).await?;
+                let right = Box::pin(self.write_isolating_poison(right, dead_lettered)).await?;
                 Ok(left + right)
             }
             other => other,

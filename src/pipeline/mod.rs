@@ -5,6 +5,7 @@
 pub mod buffer;
 pub mod clock;
 pub mod dedup;
+pub mod durability;
 pub mod enrichment;
 pub mod flusher;
 pub mod stats;
@@ -26,6 +27,8 @@ use crate::storage::{ConsentSubject, EventStore, StorageError};
 use buffer::{Buffer, BufferFull};
 use clock::Clock;
 use dedup::{FingerprintParts, TtlCache, fingerprint};
+pub use durability::AckMode;
+use durability::{Waiters, Written};
 use flusher::{Command, FlushError, FlushReport, FlushSettings, Flusher};
 use stats::{PoolReport, Stats, StatsConfig, StatsReport};
 use validation::{BusinessRules, ValidEvent};
@@ -34,6 +37,10 @@ use validation::{BusinessRules, ValidEvent};
 #[derive(Clone)]
 pub struct PipelineConfig {
     pub flush: FlushSettings,
+    /// The default acknowledgement; a request may override it with `x-sluice-ack`.
+    pub ack: AckMode,
+    /// How long a durable request waits for its commit before it answers TIMEOUT.
+    pub durable_timeout: Duration,
     pub buffer_capacity: usize,
     pub enable_deduplication: bool,
     pub enable_enrichment: bool,
@@ -59,7 +66,10 @@ impl Default for PipelineConfig {
                 initial_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(10),
                 shutdown_timeout: Duration::from_secs(30),
+                durable_linger: Duration::from_millis(2),
             },
+            ack: AckMode::Buffered,
+            durable_timeout: Duration::from_secs(30),
             buffer_capacity: 100_000,
             enable_deduplication: true,
             enable_enrichment: true,
@@ -83,6 +93,14 @@ pub enum PipelineError {
     FlushFailed(#[from] FlushError),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A durable request's event was not committed in time; it stays buffered.
+    #[error("not committed within {0:?}")]
+    NotYetDurable(Duration),
+    /// The database refused the event itself; it was dead-lettered.
+    #[error("the database refused the event: {0}")]
+    Refused(String),
+    #[error("unknown acknowledgement mode {0:?} (use buffered or durable)")]
+    UnknownAckMode(String),
     /// A consent decision could not be written to the database.
     #[error("consent not saved: {0}")]
     ConsentNotSaved(#[source] StorageError),
@@ -95,6 +113,7 @@ pub enum PipelineError {
 pub struct Pipeline {
     config: PipelineConfig,
     buffer: Arc<Buffer>,
+    waiters: Arc<Waiters>,
     stats: Arc<Stats>,
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
@@ -124,9 +143,11 @@ impl Pipeline {
     ) -> (Arc<Self>, FlusherHandle) {
         let buffer = Arc::new(Buffer::new(config.buffer_capacity, config.flush.batch_size));
         let stats = Arc::new(Stats::default());
+        let waiters = Arc::new(Waiters::default());
         let (commands, receiver) = mpsc::channel(16);
         let flusher = Flusher {
             buffer: buffer.clone(),
+            waiters: waiters.clone(),
             store: store.clone(),
             stats: stats.clone(),
             settings: config.flush.clone(),
@@ -139,6 +160,7 @@ impl Pipeline {
             opted_out: Default::default(),
             config,
             buffer,
+            waiters,
             stats,
             store,
             clock,
@@ -185,6 +207,11 @@ impl Pipeline {
         caller: &Caller,
         context: &RequestContext,
     ) -> Result<TrackEventOutput, PipelineError> {
+        let ack = match context.ack.as_deref() {
+            None => self.config.ack,
+            Some(value) => AckMode::parse(value)
+                .ok_or_else(|| PipelineError::UnknownAckMode(value.to_owned()))?,
+        };
         if self.is_suppressed(&valid, caller, context) {
             Stats::add(&self.stats.suppressed, 1);
             return Ok(TrackEventOutput {
@@ -221,7 +248,9 @@ impl Pipeline {
             self.release_key(key, id).await;
             return Ok(self.duplicate(original));
         }
+        let commit = (ack == AckMode::Durable).then(|| self.waiters.register(id));
         if let Err(full) = self.buffer.push(record) {
+            self.waiters.cancel(id);
             if let Some(fingerprint) = &fingerprint {
                 self.recent_fingerprints.remove_if(fingerprint, &id);
             }
@@ -229,6 +258,17 @@ impl Pipeline {
             return Err(full.into());
         }
         Stats::add(&self.stats.accepted, 1);
+        if let Some(commit) = commit {
+            match tokio::time::timeout(self.config.durable_timeout, commit).await {
+                Ok(Ok(Written::Committed)) => {}
+                Ok(Ok(Written::DeadLettered(error))) => return Err(PipelineError::Refused(error)),
+                Ok(Err(_)) => return Err(PipelineError::ShuttingDown),
+                Err(_) => {
+                    self.waiters.cancel(id);
+                    return Err(PipelineError::NotYetDurable(self.config.durable_timeout));
+                }
+            }
+        }
         Ok(TrackEventOutput {
             event_id: Some(id),
             tracked: true,

@@ -320,6 +320,7 @@ fn request_context<B>(request: &Request<B>, peer: SocketAddr, trusted: &[IpNet])
         authorization,
         client_ip: Some(client_ip(peer.ip(), headers, trusted)),
         user_agent: text(header::USER_AGENT),
+        ack: text(header::HeaderName::from_static("x-sluice-ack")),
         geo: cdn_place(peer.ip(), headers, trusted),
     }
 }

@@ -10,7 +10,11 @@ use crate::support::{Backend, TestDatabase, TestServer, page_view, test_config};
 
 backend_tests!(
     a_poison_row_is_dead_lettered_and_the_rest_written,
-    probes_report_liveness_readiness_and_metrics
+    probes_report_liveness_readiness_and_metrics,
+    durable_mode_answers_after_the_commit,
+    a_request_can_ask_for_durability,
+    sigkill_in_durable_mode_loses_no_acknowledged_event,
+    sigterm_in_buffered_mode_loses_no_acknowledged_event
 );
 
 async fn a_poison_row_is_dead_lettered_and_the_rest_written(backend: Backend) {
@@ -142,10 +146,11 @@ async fn a_database_outage_loses_no_accepted_event() {
 
     proxy.restore();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while server.service().pipeline().buffer_len() > 0 && tokio::time::Instant::now() < deadline {
+    let store = server.store().clone();
+    // An empty buffer is not enough: its last batch may still be in flight.
+    while store.count_events().await.unwrap_or(0) < 40 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let store = server.store().clone();
     for id in &accepted {
         let id: uuid::Uuid = id.parse().expect("uuid");
         assert!(
@@ -157,4 +162,160 @@ async fn a_database_outage_loses_no_accepted_event() {
     assert_eq!(get(&format!("{url}/readyz")).await.status, 200);
     server.stop().await;
     drop(database);
+}
+
+async fn durable_mode_answers_after_the_commit(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.ack = sluice::pipeline::AckMode::Durable;
+    })
+    .await;
+    // The batch timer is an hour: only the durable path can have written these.
+    let id = server.track(page_view()).await;
+    assert!(
+        server.stored(id).await.is_some(),
+        "committed before the answer"
+    );
+    let events: Vec<serde_json::Value> = (0..50).map(|_| page_view()).collect();
+    let output = server
+        .call("eventIngestion.trackBatch", json!({"events": events}))
+        .await
+        .expect("batch");
+    assert_eq!(output["successful"], 50);
+    assert_eq!(
+        server.count().await,
+        51,
+        "the whole batch committed before the answer"
+    );
+}
+
+async fn a_request_can_ask_for_durability(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let body = |input: serde_json::Value| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "eventIngestion.track", "params": input})
+            .to_string()
+    };
+    let durable = crate::support::raw_http::post(
+        &server.http_url(),
+        body(page_view()),
+        &[("x-sluice-ack", "durable")],
+    )
+    .await;
+    let id: uuid::Uuid =
+        serde_json::from_value(durable.body["result"]["eventId"].clone()).expect("id");
+    assert!(server.stored(id).await.is_some());
+    let buffered = crate::support::raw_http::post(&server.http_url(), body(page_view()), &[]).await;
+    let id: uuid::Uuid =
+        serde_json::from_value(buffered.body["result"]["eventId"].clone()).expect("id");
+    assert!(
+        server.stored(id).await.is_none(),
+        "the default stays buffered"
+    );
+    let bad = crate::support::raw_http::post(
+        &server.http_url(),
+        body(page_view()),
+        &[("x-sluice-ack", "eventually")],
+    )
+    .await;
+    assert_eq!(
+        bad.body["error"]["data"]["code"], "BAD_REQUEST",
+        "{}",
+        bad.text
+    );
+}
+
+/// Sends events from several tasks until told to stop; returns the ids that were acknowledged.
+async fn load(
+    url: String,
+    tasks: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<uuid::Uuid> {
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let url = url.clone();
+        let stop = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let client = jsonrpsee::http_client::HttpClientBuilder::default()
+                .request_timeout(std::time::Duration::from_secs(5))
+                .build(&url)
+                .expect("client");
+            let mut acknowledged: Vec<uuid::Uuid> = Vec::new();
+            while !*stop.borrow() {
+                match crate::support::call_raw(&client, "eventIngestion.track", page_view()).await {
+                    Ok(output) => {
+                        if output["status"] == "accepted" {
+                            acknowledged.push(
+                                output["eventId"]
+                                    .as_str()
+                                    .expect("id")
+                                    .parse()
+                                    .expect("uuid"),
+                            );
+                        }
+                    }
+                    Err(_) => break, // the server went away
+                }
+            }
+            acknowledged
+        }));
+    }
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.expect("task"));
+    }
+    all
+}
+
+/// Kills (`KILL`, no chance to drain) or stops (`TERM`) a server under load, then checks that
+/// every acknowledged event is in the database.
+async fn every_acknowledged_event_survives(backend: Backend, ack: &str, signal: &str) {
+    let database = TestDatabase::create(&backend).await;
+    let mut sluice = crate::support::process::SluiceProcess::start_with(
+        &database.url,
+        &[
+            ("SLUICE_ACK", ack),
+            ("SLUICE_BATCH_TIMEOUT_MS", "50"),
+            ("SLUICE_RATE_LIMIT_PER_SECOND", "0"),
+        ],
+    )
+    .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(load(sluice.url(), 4, stopped));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    sluice.signal(signal);
+    let exit = sluice
+        .wait_for_exit(std::time::Duration::from_secs(30))
+        .await;
+    let _ = stop.send(true);
+    let acknowledged = load.await.expect("load");
+    assert!(
+        acknowledged.len() > 10,
+        "the load ran: {}",
+        acknowledged.len()
+    );
+    if signal == "TERM" {
+        assert_eq!(exit.code(), Some(0));
+    }
+    let store = sluice::storage::connect(&database.url, &sluice::storage::PoolOptions::default())
+        .await
+        .expect("reopen");
+    let mut missing = 0;
+    for id in &acknowledged {
+        if store.find_event(*id).await.expect("read").is_none() {
+            missing += 1;
+        }
+    }
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} acknowledged events lost",
+        acknowledged.len()
+    );
+}
+
+async fn sigkill_in_durable_mode_loses_no_acknowledged_event(backend: Backend) {
+    every_acknowledged_event_survives(backend, "durable", "KILL").await;
+}
+
+async fn sigterm_in_buffered_mode_loses_no_acknowledged_event(backend: Backend) {
+    every_acknowledged_event_survives(backend, "buffered", "TERM").await;
 }

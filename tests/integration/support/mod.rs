@@ -304,16 +304,24 @@ pub async fn call(
     method: &str,
     input: Value,
 ) -> Result<Value, ErrorObjectOwned> {
+    call_raw(client, method, input)
+        .await
+        .map_err(into_error_object)
+}
+
+/// Like [`call`], but returns transport failures instead of panicking on them.
+pub async fn call_raw(
+    client: &impl ClientT,
+    method: &str,
+    input: Value,
+) -> Result<Value, ClientError> {
     let mut params = ObjectParams::new();
     if let Value::Object(fields) = input {
         for (name, value) in fields {
             params.insert(&name, value).expect("param");
         }
     }
-    client
-        .request(method, params)
-        .await
-        .map_err(into_error_object)
+    client.request(method, params).await
 }
 
 pub fn into_error_object(error: ClientError) -> ErrorObjectOwned {

@@ -14,8 +14,14 @@ pub struct SluiceProcess {
 impl SluiceProcess {
     /// Starts `sluice` on `database_url` and waits until it listens.
     pub async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[]).await
+    }
+
+    /// Starts `sluice` with extra environment variables.
+    pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .envs(env.iter().copied())
             .env("SLUICE_BIND", format!("127.0.0.1:{port}"))
             .env("SLUICE_DATABASE_URL", database_url)
             .env("SLUICE_BATCH_TIMEOUT_MS", "3600000")
