@@ -49,6 +49,26 @@ export interface Counters {
   suppressed: number;
 }
 
+/** The state of the database. */
+export interface DatabaseDiagnosis {
+  backend: Backend;
+  /** Round trip of `SELECT 1`, in milliseconds. */
+  latencyMs?: number | null;
+  pendingMigrations?: number | null;
+  /** What went wrong, when something did. */
+  problems: Array<string>;
+  reachable: boolean;
+  /** Row count per table; null for a table that could not be read (missing). */
+  tables: Array<TableDiagnosis>;
+}
+
+/** The output of `eventIngestion.diagnostics`. */
+export interface DiagnosticsReport {
+  database: DatabaseDiagnosis;
+  /** Buffer, counters, rates, health and pool, as getStats reports them. */
+  pipeline: StatsReport;
+}
+
 /** The kind of domain object an event is about. */
 export type EntityType = "project" | "asset" | "license" | "creator" | "brand" | "user" | "royalty" | "payout" | "post" | "category";
 
@@ -127,6 +147,12 @@ export interface StatsReport {
   pool: PoolReport;
 }
 
+/** One table. */
+export interface TableDiagnosis {
+  name: string;
+  rows?: number | null;
+}
+
 /** The input of `eventIngestion.trackBatch`. */
 export interface TrackBatchInput {
   events: Array<TrackEventInput>;
@@ -169,4 +195,5 @@ export interface SluiceProcedures {
   "eventIngestion.getStats": { type: "query"; input: Record<string, never> | undefined; output: StatsReport };
   "eventIngestion.forceFlush": { type: "mutation"; input: Record<string, never> | undefined; output: ForceFlushOutput };
   "eventIngestion.setConsent": { type: "mutation"; input: SetConsentInput; output: SetConsentOutput };
+  "eventIngestion.diagnostics": { type: "query"; input: Record<string, never> | undefined; output: DiagnosticsReport };
 }

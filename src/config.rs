@@ -43,6 +43,9 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check the database: connectivity and latency, tables, pending migrations, row counts.
+    /// Exits non-zero when something is wrong.
+    Doctor,
     /// Print a JWT signed with the configured secret, for local use.
     Token(TokenArgs),
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod config;
+pub mod diagnostics;
 pub mod event;
 pub mod identity;
 pub mod pipeline;

@@ -18,6 +18,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config).await,
         Command::Migrate => migrate(&cli.config).await,
+        Command::Doctor => doctor(&cli.config).await,
         Command::Token(args) => mint(&cli.config, args),
     };
     match outcome {
@@ -60,6 +61,20 @@ async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     let applied = store.run_migrations().await?;
     tracing::info!(database = %storage::redact_url(&url), applied, "migrations complete");
     Ok(())
+}
+
+/// Prints a diagnosis of the configured database as JSON.
+async fn doctor(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    config.validate()?;
+    let url = config.database_url();
+    let store = storage::connect(&url, &config.pool()).await?;
+    let diagnosis = sluice::diagnostics::diagnose(store.as_ref()).await;
+    println!("{}", serde_json::to_string_pretty(&diagnosis)?);
+    if diagnosis.is_healthy() {
+        Ok(())
+    } else {
+        Err(diagnosis.problems.join("; ").into())
+    }
 }
 
 /// Prints a token for the configured JWT secret.

@@ -34,15 +34,17 @@ pub enum Procedure {
     GetStats,
     ForceFlush,
     SetConsent,
+    Diagnostics,
 }
 
 impl Procedure {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Track,
         Self::TrackBatch,
         Self::GetStats,
         Self::ForceFlush,
         Self::SetConsent,
+        Self::Diagnostics,
     ];
 
     /// The method name (JSON-RPC) and path (tRPC).
@@ -53,6 +55,7 @@ impl Procedure {
             Self::GetStats => "eventIngestion.getStats",
             Self::ForceFlush => "eventIngestion.forceFlush",
             Self::SetConsent => "eventIngestion.setConsent",
+            Self::Diagnostics => "eventIngestion.diagnostics",
         }
     }
 
@@ -64,7 +67,7 @@ impl Procedure {
 
     /// Queries are read-only (tRPC serves them over GET); everything else is a mutation.
     pub fn is_query(self) -> bool {
-        matches!(self, Self::GetStats)
+        matches!(self, Self::GetStats | Self::Diagnostics)
     }
 }
 
@@ -101,6 +104,7 @@ impl EventIngestion {
             Procedure::GetStats => to_json(self.get_stats(context, input).await),
             Procedure::ForceFlush => to_json(self.force_flush(context, input).await),
             Procedure::SetConsent => to_json(self.set_consent(context, input).await),
+            Procedure::Diagnostics => to_json(self.diagnostics(context, input).await),
         };
         if let Err(error) = &result {
             error.log(procedure.path());
@@ -210,6 +214,22 @@ impl EventIngestion {
         self.auth.require_admin(context)?;
         expect_no_input(input)?;
         Ok(self.pipeline.stats())
+    }
+
+    /// `eventIngestion.diagnostics` (admin): the database (reachability, latency, tables,
+    /// migrations, row counts) and the pipeline (buffer, counters, health, pool).
+    pub async fn diagnostics(
+        &self,
+        context: &RequestContext,
+        input: Option<Value>,
+    ) -> Result<types::DiagnosticsReport, ApiError> {
+        self.auth.require_admin(context)?;
+        expect_no_input(input)?;
+        let database = crate::diagnostics::diagnose(self.pipeline.store().as_ref()).await;
+        Ok(types::DiagnosticsReport {
+            database,
+            pipeline: self.pipeline.stats(),
+        })
     }
 
     /// `eventIngestion.forceFlush` (admin): write everything buffered now.

@@ -32,7 +32,10 @@ pub fn openrpc_document() -> Value {
             .map(|schema| {
                 json!({
                     "name": "input",
-                    "required": !matches!(procedure, Procedure::GetStats | Procedure::ForceFlush),
+                    "required": !matches!(
+                        procedure,
+                        Procedure::GetStats | Procedure::ForceFlush | Procedure::Diagnostics
+                    ),
                     "schema": schema,
                 })
             })
@@ -82,6 +85,10 @@ fn signature(procedure: Procedure, generator: &mut SchemaGenerator) -> (Option<V
             Some(json!({"type": "object", "additionalProperties": false})),
             schema(generator.subschema_for::<ForceFlushOutput>()),
         ),
+        Procedure::Diagnostics => (
+            Some(json!({"type": "object", "additionalProperties": false})),
+            schema(generator.subschema_for::<super::types::DiagnosticsReport>()),
+        ),
         Procedure::SetConsent => (
             Some(schema(generator.subschema_for::<SetConsentInput>())),
             schema(generator.subschema_for::<SetConsentOutput>()),
@@ -97,6 +104,9 @@ fn summary(procedure: Procedure) -> &'static str {
         Procedure::ForceFlush => "Write everything buffered now and report it (ADMIN).",
         Procedure::SetConsent => {
             "Opt the caller's session (and signed-in user) in or out of analytics."
+        }
+        Procedure::Diagnostics => {
+            "Database reachability, latency, tables, migrations and row counts, and the pipeline (ADMIN)."
         }
     }
 }

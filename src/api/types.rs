@@ -198,6 +198,14 @@ pub struct SetConsentOutput {
     pub subjects: Vec<crate::storage::ConsentSubject>,
 }
 
+/// The output of `eventIngestion.diagnostics`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DiagnosticsReport {
+    pub database: crate::diagnostics::DatabaseDiagnosis,
+    /// Buffer, counters, rates, health and pool, as getStats reports them.
+    pub pipeline: crate::pipeline::stats::StatsReport,
+}
+
 /// The output of `eventIngestion.forceFlush`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ForceFlushOutput {

@@ -175,6 +175,14 @@ impl EventStore for MemoryStore {
         Ok(0)
     }
 
+    async fn count_rows(&self, table: &'static str) -> Result<i64, StorageError> {
+        match table {
+            "events" => self.count_events().await,
+            "dead_letters" => self.count_dead_letters().await,
+            _ => Ok(0),
+        }
+    }
+
     async fn ping(&self) -> Result<(), StorageError> {
         self.check_available()
     }

@@ -21,6 +21,28 @@ use crate::event::EventRecord;
 pub use memory::MemoryStore;
 pub use pool::PoolOptions;
 
+/// The tables Sluice owns, in the order diagnostics report them.
+pub const TABLES: [&str; 5] = [
+    "events",
+    "sessions",
+    "idempotency_keys",
+    "consents",
+    "dead_letters",
+];
+
+/// `SELECT count(*)` of any table, for diagnostics.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct RowCount {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub count: i64,
+}
+
+/// The count query for one of [`TABLES`] (never a caller's string).
+pub(crate) fn count_query(table: &'static str) -> diesel::query_builder::SqlQuery {
+    debug_assert!(TABLES.contains(&table));
+    diesel::sql_query(format!("SELECT count(*) AS count FROM {table}"))
+}
+
 /// How often a claim is retried when the key it conflicted with was released in between.
 const CLAIM_ATTEMPTS: usize = 3;
 
@@ -193,6 +215,9 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// How many embedded migrations are not applied to this database.
     async fn pending_migrations(&self) -> Result<usize, StorageError>;
+
+    /// The number of rows of `table`, one of [`TABLES`]; an error when the table is missing.
+    async fn count_rows(&self, table: &'static str) -> Result<i64, StorageError>;
 
     /// Round-trips a trivial query.
     async fn ping(&self) -> Result<(), StorageError>;

@@ -7,7 +7,45 @@ use sluice::storage::{self, PoolOptions};
 use crate::backend_tests;
 use crate::support::{Backend, TestDatabase};
 
-backend_tests!(migrate_creates_the_schema_once);
+backend_tests!(migrate_creates_the_schema_once, doctor_reports_the_database);
+
+async fn doctor_reports_the_database(backend: Backend) {
+    let database = TestDatabase::create(&backend).await;
+    let doctor = || {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("doctor")
+            .env("SLUICE_DATABASE_URL", &database.url)
+            .output()
+            .expect("run sluice doctor")
+    };
+    let before = doctor();
+    assert!(
+        !before.status.success(),
+        "an unmigrated database is a problem"
+    );
+    let log = String::from_utf8_lossy(&before.stderr);
+    assert!(log.contains("migrations pending"), "{log}");
+
+    let migrated = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("migrate")
+        .env("SLUICE_DATABASE_URL", &database.url)
+        .status()
+        .expect("migrate");
+    assert!(migrated.success());
+    let after = doctor();
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&after.stdout).expect("JSON report");
+    assert_eq!(report["reachable"], true);
+    assert_eq!(report["pendingMigrations"], 0);
+    assert_eq!(
+        report["tables"][0],
+        serde_json::json!({"name": "events", "rows": 0})
+    );
+}
 
 async fn migrate_creates_the_schema_once(backend: Backend) {
     let database = TestDatabase::create(&backend).await;

@@ -14,7 +14,9 @@ backend_tests!(
     durable_mode_answers_after_the_commit,
     a_request_can_ask_for_durability,
     sigkill_in_durable_mode_loses_no_acknowledged_event,
-    sigterm_in_buffered_mode_loses_no_acknowledged_event
+    sigterm_in_buffered_mode_loses_no_acknowledged_event,
+    diagnostics_describe_the_database_and_pipeline,
+    a_soak_run_keeps_memory_flat
 );
 
 async fn a_poison_row_is_dead_lettered_and_the_rest_written(backend: Backend) {
@@ -318,4 +320,102 @@ async fn sigkill_in_durable_mode_loses_no_acknowledged_event(backend: Backend) {
 
 async fn sigterm_in_buffered_mode_loses_no_acknowledged_event(backend: Backend) {
     every_acknowledged_event_survives(backend, "buffered", "TERM").await;
+}
+
+async fn diagnostics_describe_the_database_and_pipeline(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.track(page_view()).await;
+    server.force_flush().await;
+    server.track(page_view()).await;
+    let report = server
+        .admin_call("eventIngestion.diagnostics", json!({}))
+        .await
+        .expect("diagnostics");
+    let database = &report["database"];
+    assert_eq!(database["reachable"], true);
+    assert!(database["latencyMs"].as_f64().is_some_and(|ms| ms >= 0.0));
+    assert_eq!(database["pendingMigrations"], 0);
+    assert_eq!(database["problems"], json!([]));
+    let tables: Vec<&str> = database["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|table| table["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "events",
+            "sessions",
+            "idempotency_keys",
+            "consents",
+            "dead_letters"
+        ]
+    );
+    assert_eq!(database["tables"][0]["rows"], 1);
+    assert_eq!(report["pipeline"]["bufferSize"], 1);
+    assert_eq!(report["pipeline"]["health"], "healthy");
+    let error = server
+        .call("eventIngestion.diagnostics", json!({}))
+        .await
+        .expect_err("admin only");
+    crate::support::assert_error(&error, "UNAUTHORIZED", -32001);
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Sustained load for a while (`SLUICE_SOAK_SECONDS`, 5 by default; set it higher for a real
+/// soak): the server's memory after warm-up stays flat instead of growing with the events.
+async fn a_soak_run_keeps_memory_flat(backend: Backend) {
+    let seconds: u64 = std::env::var("SLUICE_SOAK_SECONDS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(5);
+    let database = TestDatabase::create(&backend).await;
+    let sluice = crate::support::process::SluiceProcess::start_with(
+        &database.url,
+        &[
+            ("SLUICE_BATCH_TIMEOUT_MS", "100"),
+            ("SLUICE_RATE_LIMIT_PER_SECOND", "0"),
+        ],
+    )
+    .await;
+    let pid = sluice.child.id();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(load(sluice.url(), 4, stopped));
+    let mut samples = Vec::new();
+    for _ in 0..seconds * 4 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        samples.push(rss_kib(pid));
+    }
+    let _ = stop.send(true);
+    let acknowledged = load.await.expect("load");
+    assert!(
+        acknowledged.len() > 100,
+        "the load ran: {}",
+        acknowledged.len()
+    );
+    let warm = samples[samples.len() / 4];
+    let peak_after_warmup = samples[samples.len() / 4..]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0);
+    assert!(warm > 0, "RSS readable");
+    assert!(
+        peak_after_warmup <= warm + warm / 2 + 16 * 1024,
+        "memory grew from {warm} KiB to {peak_after_warmup} KiB over {} events: {samples:?}",
+        acknowledged.len()
+    );
 }

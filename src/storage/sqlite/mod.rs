@@ -298,6 +298,14 @@ impl EventStore for SqliteStore {
         migrations::pending(pool::checkout(&self.pool).await?, migrations::SQLITE).await
     }
 
+    async fn count_rows(&self, table: &'static str) -> Result<i64, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let row: super::RowCount = super::count_query(table)
+            .get_result(&mut connection)
+            .await?;
+        Ok(row.count)
+    }
+
     async fn ping(&self) -> Result<(), StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
         diesel::sql_query("SELECT 1")
