@@ -29,9 +29,9 @@ async fn doctor_reports_the_database(backend: Backend) {
     let migrated = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("migrate")
         .env("SLUICE_DATABASE_URL", &database.url)
-        .status()
+        .output()
         .expect("migrate");
-    assert!(migrated.success());
+    assert!(migrated.status.success());
     let after = doctor();
     assert!(
         after.status.success(),
