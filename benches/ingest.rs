@@ -1,0 +1,541 @@
+//! The Sluice benchmark: throughput, latency and memory of the real server, next to the two
+//! ceilings it cannot beat, measured in one run on one machine so that the ratios are fair.
+//!
+//! Run: `cargo bench --bench ingest` (SQLite; add `SLUICE_TEST_POSTGRES_URL=postgres://…` for
+//! PostgreSQL too). Knobs: `SLUICE_BENCH_SECONDS` (per measurement, default 5),
+//! `SLUICE_BENCH_CONNECTIONS` (default 32), `SLUICE_BENCH_EVENTS` (events of the memory run,
+//! default 1 000 000).
+//!
+//! - transport ceiling: a no-op JSON-RPC method on the same HTTP/jsonrpsee stack, same load;
+//! - database ceiling: the same rows written through the same store and pool, no server;
+//! - track (buffered and durable), trackBatch (50 events), p50/p99, p99 at half load, peak RSS.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use jsonrpsee::RpcModule;
+use jsonrpsee::server::stop_channel;
+use serde_json::{Value, json};
+use sluice::config::Config;
+use sluice::event::EventRecord;
+use sluice::server::RunningServer;
+use sluice::storage::{self, EventStore, PoolOptions};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Results of one closed-loop load run.
+struct Run {
+    requests: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[index] as f64 / 1000.0
+    }
+}
+
+/// A varied, realistic track input (distinct props, so dedup keeps them all).
+fn event(n: u64) -> Value {
+    let types = [
+        "page_viewed",
+        "button_clicked",
+        "signed_up",
+        "search_performed",
+    ];
+    json!({
+        "eventType": types[(n % 4) as usize],
+        "source": "web",
+        "props": {"path": format!("/products/{}", n % 997), "n": n, "ref": "bench"},
+        "attribution": {"utmSource": "newsletter", "landingPage": "https://shop.example.com/?utm_medium=email"}
+    })
+}
+
+/// Sends `body(n)` from `connections` keep-alive loops for `duration`; with `interval`, each
+/// loop paces itself (open loop) instead of sending as fast as it can.
+async fn drive(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    interval: Option<Duration>,
+    headers: &'static [(&'static str, &'static str)],
+    body: Arc<dyn Fn(u64) -> String + Send + Sync>,
+) -> Run {
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(connections)
+        .build_http::<Full<Bytes>>();
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, counter, body, url) = (
+            client.clone(),
+            counter.clone(),
+            body.clone(),
+            url.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut next = Instant::now();
+            while Instant::now() < deadline {
+                if let Some(interval) = interval {
+                    next += interval;
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+                }
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let mut request =
+                    http::Request::post(&url).header("content-type", "application/json");
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                let request = request
+                    .body(Full::new(Bytes::from(body(n))))
+                    .expect("request");
+                let sent = Instant::now();
+                let Ok(response) = client.request(request).await else {
+                    break;
+                };
+                let ok = response.status().is_success();
+                let bytes = response.into_body().collect().await.map(|b| b.to_bytes());
+                if !ok || bytes.is_err() {
+                    break;
+                }
+                latencies.push(sent.elapsed().as_micros() as u64);
+            }
+            latencies
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for task in tasks {
+        latencies_us.extend(task.await.unwrap_or_default());
+    }
+    Run {
+        requests: latencies_us.len() as u64,
+        elapsed: started.elapsed(),
+        latencies_us,
+    }
+}
+
+fn rpc(method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string()
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().trim_end_matches("kB").trim().to_owned())
+        })
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The no-op method on the same HTTP stack, for the transport ceiling.
+async fn transport_ceiling(connections: usize, duration: Duration) -> Run {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Config {
+        database_url: Some(format!("sqlite://{}", dir.path().join("noop.db").display())),
+        ..Config::default()
+    };
+    // A real Sluice for its HTTP stack and service, plus the no-op method beside the procedures.
+    let probe = RunningServer::start(
+        &config,
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind"),
+    )
+    .await
+    .expect("start");
+    let mut methods = sluice::transport::jsonrpc::rpc_module(probe.service().clone());
+    let mut noop = RpcModule::new(());
+    noop.register_method("bench.noop", |_, _, _| {
+        Ok::<_, jsonrpsee::types::ErrorObjectOwned>(json!({"ok": true}))
+    })
+    .expect("register");
+    methods.merge(noop).expect("merge");
+    let (stop, handle) = stop_channel();
+    let server = sluice::transport::http::spawn(
+        listener,
+        probe.service().clone(),
+        methods.into(),
+        config.http(),
+        stop,
+    );
+    let run = drive(
+        &url,
+        connections,
+        duration,
+        None,
+        &[],
+        Arc::new(|_| rpc("bench.noop", json!([]))),
+    )
+    .await;
+    let _ = handle.stop();
+    let _ = server.await;
+    probe.stop().await;
+    run
+}
+
+/// Bare inserts of the same rows through the same store and pool, no server.
+async fn database_ceiling(store: &Arc<dyn EventStore>, duration: Duration, batch: usize) -> f64 {
+    let started = Instant::now();
+    let mut written = 0u64;
+    let mut n = 0u64;
+    while started.elapsed() < duration {
+        let rows: Vec<EventRecord> = (0..batch)
+            .map(|_| {
+                n += 1;
+                record(n)
+            })
+            .collect();
+        store.insert_events(&rows).await.expect("insert");
+        written += rows.len() as u64;
+    }
+    written as f64 / started.elapsed().as_secs_f64()
+}
+
+fn record(n: u64) -> EventRecord {
+    let now = chrono::Utc::now();
+    EventRecord {
+        id: uuid::Uuid::now_v7(),
+        event_type: "page_viewed".into(),
+        source: "web".into(),
+        actor_id: None,
+        actor_type: Some("anonymous".into()),
+        user_id: None,
+        creator_id: None,
+        brand_id: None,
+        entity_id: None,
+        entity_type: None,
+        session_id: None,
+        props: Some(json!({"path": format!("/products/{}", n % 997), "n": n, "ref": "bench"})),
+        attribution: Default::default(),
+        idempotency_key: None,
+        dedup_fingerprint: Some(format!(
+            "{n:064x}{}",
+            now.timestamp_nanos_opt().unwrap_or(0)
+        )),
+        occurred_at: now,
+        received_at: now,
+        enrichment: Default::default(),
+    }
+}
+
+/// Waits until everything accepted so far is written.
+async fn drain(server: &RunningServer) {
+    let pipeline = server.service().pipeline();
+    while pipeline
+        .force_flush()
+        .await
+        .map_or(true, |report| report.remaining > 0)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn start(database_url: &str, adjust: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut config = Config {
+        database_url: Some(database_url.to_owned()),
+        rate_limit_per_second: 0,
+        batch_size: 500,
+        batch_timeout_ms: 200,
+        buffer_capacity: 1_000_000,
+        ..Config::default()
+    };
+    adjust(&mut config);
+    RunningServer::start(
+        &config,
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind"),
+    )
+    .await
+    .expect("start")
+}
+
+/// A PostgreSQL database of the benchmark's own on the shared server, dropped at the end.
+struct BenchDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    async fn create(admin: &str) -> Self {
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        let name = format!(
+            "sluice_bench_{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        );
+        let mut connection = diesel_async::AsyncPgConnection::establish(admin)
+            .await
+            .expect("connect");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut connection)
+            .await
+            .expect("create database");
+        let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+        Self {
+            admin: admin.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    async fn drop(self) {
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        if let Ok(mut connection) = diesel_async::AsyncPgConnection::establish(&self.admin).await {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut connection)
+            .await;
+        }
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let seconds = Duration::from_secs(env_or("SLUICE_BENCH_SECONDS", 5));
+    let connections: usize = env_or("SLUICE_BENCH_CONNECTIONS", 32);
+    let memory_events: u64 = env_or("SLUICE_BENCH_EVENTS", 1_000_000);
+    println!(
+        "# Sluice benchmark: {} cores, {connections} connections, {}s per run",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        seconds.as_secs()
+    );
+
+    let ceiling = transport_ceiling(connections, seconds).await;
+    println!(
+        "transport ceiling (no-op JSON-RPC): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+        ceiling.rate(),
+        ceiling.percentile(0.5),
+        ceiling.percentile(0.99)
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mut backends = vec![(
+        "sqlite",
+        format!("sqlite://{}", dir.path().join("bench.db").display()),
+    )];
+    let postgres = match std::env::var("SLUICE_TEST_POSTGRES_URL") {
+        Ok(admin) if !admin.is_empty() => Some(BenchDatabase::create(&admin).await),
+        _ => None,
+    };
+    if let Some(database) = &postgres {
+        backends.push(("postgres", database.url.clone()));
+    }
+    for (name, base_url) in backends {
+        let url_for = |suffix: &str| -> String {
+            if name == "sqlite" {
+                format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("bench-{suffix}.db")).display()
+                )
+            } else {
+                base_url.clone()
+            }
+        };
+        println!("\n## {name}");
+        // Database ceiling.
+        let store = storage::connect(&url_for("ceiling"), &PoolOptions::default())
+            .await
+            .expect("store");
+        store.run_migrations().await.expect("migrate");
+        let db_ceiling = database_ceiling(&store, seconds, 500).await;
+        println!("database ceiling (bare 500-row inserts): {db_ceiling:.0} events/s");
+
+        let server = start(&url_for("track"), |_| {}).await;
+        let url = format!("http://{}", server.local_addr());
+        let track = drive(
+            &url,
+            connections,
+            seconds,
+            None,
+            &[],
+            Arc::new(|n| rpc("eventIngestion.track", event(n))),
+        )
+        .await;
+        println!(
+            "track (buffered): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            track.rate(),
+            track.percentile(0.5),
+            track.percentile(0.99)
+        );
+        let half = track.rate() / 2.0;
+        let interval = Duration::from_secs_f64(connections as f64 / half.max(1.0));
+        let paced = drive(
+            &url,
+            connections,
+            seconds,
+            Some(interval),
+            &[],
+            Arc::new(|n| rpc("eventIngestion.track", event(n + 10_000_000))),
+        )
+        .await;
+        println!(
+            "track at half of peak ({half:.0} req/s offered): p50 {:.2} ms, p99 {:.2} ms",
+            paced.percentile(0.5),
+            paced.percentile(0.99)
+        );
+        drain(&server).await;
+        let batch_started = Instant::now();
+        let batch = drive(
+            &url,
+            connections,
+            seconds,
+            None,
+            &[],
+            Arc::new(|n| {
+                let events: Vec<Value> = (0..50).map(|i| event(20_000_000 + n * 50 + i)).collect();
+                rpc("eventIngestion.trackBatch", json!({"events": events}))
+            }),
+        )
+        .await;
+        // Count a batch as done when it is in the database, not when it is buffered.
+        drain(&server).await;
+        let batch_events = (batch.requests * 50) as f64 / batch_started.elapsed().as_secs_f64();
+        println!(
+            "trackBatch (50 events): {:.0} req/s accepted; {batch_events:.0} events/s written (load plus drain)",
+            batch.rate()
+        );
+        let durable = drive(
+            &url,
+            connections,
+            seconds,
+            None,
+            &[("x-sluice-ack", "durable")],
+            Arc::new(|n| rpc("eventIngestion.track", event(n + 30_000_000))),
+        )
+        .await;
+        println!(
+            "track (durable): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            durable.rate(),
+            durable.percentile(0.5),
+            durable.percentile(0.99)
+        );
+        server.stop().await;
+
+        println!("ratios:");
+        let r1 = track.rate() / ceiling.rate();
+        println!(
+            "  track / transport ceiling = {:.2} (target >= 0.70: {})",
+            r1,
+            verdict(r1 >= 0.70)
+        );
+        let r2 = batch_events / db_ceiling;
+        println!(
+            "  trackBatch events / database ceiling = {:.2} (target >= 0.80: {})",
+            r2,
+            verdict(r2 >= 0.80)
+        );
+        println!(
+            "  p99 at half load = {:.2} ms (target <= 2 ms: {})",
+            paced.percentile(0.99),
+            verdict(paced.percentile(0.99) <= 2.0)
+        );
+        let r3 = durable.rate() / track.rate();
+        println!(
+            "  durable / buffered = {:.2} (target >= 0.50: {})",
+            r3,
+            verdict(r3 >= 0.50)
+        );
+    }
+
+    if let Some(database) = postgres {
+        database.drop().await;
+    }
+
+    // Memory: push `memory_events` through trackBatch on SQLite and read the peak RSS.
+    // Production defaults (a 100 000-event buffer): when the database falls behind, the
+    // buffer fills and callers are told to retry, so memory stays bounded.
+    let server = start(
+        &format!("sqlite://{}", dir.path().join("memory.db").display()),
+        |config| config.buffer_capacity = Config::default().buffer_capacity,
+    )
+    .await;
+    let url = format!("http://{}", server.local_addr());
+    let requests = memory_events / 50;
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, sent, url) = (client.clone(), sent.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = sent.fetch_add(1, Ordering::Relaxed);
+                if n >= requests {
+                    break;
+                }
+                let events: Vec<Value> = (0..50).map(|i| event(40_000_000 + n * 50 + i)).collect();
+                let body = Bytes::from(rpc("eventIngestion.trackBatch", json!({"events": events})));
+                // Refused items (full buffer) are sent again; accepted ones come back as
+                // duplicates, so nothing is counted twice.
+                loop {
+                    let request = http::Request::post(&url)
+                        .header("content-type", "application/json")
+                        .body(Full::new(body.clone()))
+                        .expect("request");
+                    let Ok(response) = client.request(request).await else {
+                        return;
+                    };
+                    let Ok(bytes) = response.into_body().collect().await else {
+                        return;
+                    };
+                    let reply: Value =
+                        serde_json::from_slice(&bytes.to_bytes()).unwrap_or(Value::Null);
+                    if reply["result"]["failed"] == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let report = server.stop().await;
+    let rss = peak_rss_mib();
+    println!(
+        "\n## memory\n{memory_events} events through trackBatch in {:.1} s ({} written at shutdown); peak RSS of the whole benchmark process {rss:.0} MiB (target <= 150: {})",
+        started.elapsed().as_secs_f64(),
+        report.persisted,
+        verdict(rss <= 150.0)
+    );
+}
