@@ -63,6 +63,13 @@ pub fn fingerprint(parts: &FingerprintParts<'_>) -> String {
         .collect()
 }
 
+/// The in-memory key of a fingerprint: its first 128 bits.
+pub fn cache_key(fingerprint: &str) -> Option<u128> {
+    fingerprint
+        .get(..32)
+        .and_then(|hex| u128::from_str_radix(hex, 16).ok())
+}
+
 fn write_canonical(out: &mut String, value: &Value) {
     match value {
         Value::Object(fields) => {

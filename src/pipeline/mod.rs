@@ -119,7 +119,7 @@ pub struct Pipeline {
     clock: Arc<dyn Clock>,
     commands: mpsc::Sender<Command>,
     /// Fingerprint → event id of recently accepted events.
-    recent_fingerprints: TtlCache<String, Uuid>,
+    recent_fingerprints: TtlCache<u128, Uuid>,
     /// Idempotency key → event id of recently claimed keys.
     recent_keys: TtlCache<Uuid, Uuid>,
     enricher: enrichment::Enricher,
@@ -239,11 +239,14 @@ impl Pipeline {
                 return Ok(self.replayed(owner));
             }
         }
-        let fingerprint = record.dedup_fingerprint.clone();
-        let earlier = fingerprint.as_ref().and_then(|fingerprint| {
-            self.recent_fingerprints
-                .insert_if_absent(fingerprint.clone(), id)
-        });
+        // Memory keeps 128 bits of the fingerprint: ample to tell events apart, a third of
+        // the hex text's size. The database keeps the whole fingerprint.
+        let fingerprint = record
+            .dedup_fingerprint
+            .as_deref()
+            .and_then(dedup::cache_key);
+        let earlier = fingerprint
+            .and_then(|fingerprint| self.recent_fingerprints.insert_if_absent(fingerprint, id));
         if let Some(original) = earlier {
             self.release_key(key, id).await;
             return Ok(self.duplicate(original));
