@@ -9,9 +9,9 @@ use super::StorageError;
 pub(super) const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 pub(super) const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
+type HarnessResult = diesel::migration::Result<usize>;
+
 /// Applies every pending migration of `migrations` on `connection`; returns how many ran.
-///
-/// The harness blocks its thread, so it runs on the blocking pool.
 pub(super) async fn run<C>(
     connection: C,
     migrations: EmbeddedMigrations,
@@ -21,15 +21,12 @@ where
     C::Backend: Backend,
     AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
 {
-    tokio::task::spawn_blocking(move || {
-        let mut harness = AsyncMigrationHarness::new(connection);
+    with_harness(connection, move |harness| {
         harness
             .run_pending_migrations(migrations)
             .map(|applied| applied.len())
-            .map_err(|error| StorageError::Migration(error.to_string()))
     })
     .await
-    .map_err(|error| StorageError::Migration(error.to_string()))?
 }
 
 /// How many migrations of `migrations` are not applied yet.
@@ -42,11 +39,27 @@ where
     C::Backend: Backend,
     AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
 {
-    tokio::task::spawn_blocking(move || {
-        let mut harness = AsyncMigrationHarness::new(connection);
+    with_harness(connection, move |harness| {
         harness
             .pending_migrations(migrations)
             .map(|pending| pending.len())
+    })
+    .await
+}
+
+/// Runs `task` with a harness over `connection`. The harness blocks its thread, so it runs on
+/// the blocking pool.
+async fn with_harness<C>(
+    connection: C,
+    task: impl FnOnce(&mut AsyncMigrationHarness<C>) -> HarnessResult + Send + 'static,
+) -> Result<usize, StorageError>
+where
+    C: AsyncConnection + Send + 'static,
+    C::Backend: Backend,
+    AsyncMigrationHarness<C>: MigrationHarness<C::Backend>,
+{
+    tokio::task::spawn_blocking(move || {
+        task(&mut AsyncMigrationHarness::new(connection))
             .map_err(|error| StorageError::Migration(error.to_string()))
     })
     .await
