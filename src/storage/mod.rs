@@ -21,6 +21,27 @@ use crate::event::EventRecord;
 pub use memory::MemoryStore;
 pub use pool::PoolOptions;
 
+/// The statements a written batch needs besides the insert. Only rows with a session or a
+/// user can belong to a subject that opted out, and only rows with a session change a
+/// session, so batches of anonymous, session-less events skip both (the same rule for both
+/// backends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FollowUps {
+    pub consent_check: bool,
+    pub session_upsert: bool,
+}
+
+impl FollowUps {
+    pub(crate) fn of(batch: &[EventRecord]) -> Self {
+        Self {
+            consent_check: batch
+                .iter()
+                .any(|event| event.session_id.is_some() || event.user_id.is_some()),
+            session_upsert: batch.iter().any(|event| event.session_id.is_some()),
+        }
+    }
+}
+
 /// The tables Sluice owns, in the order diagnostics report them.
 pub const TABLES: [&str; 5] = [
     "events",

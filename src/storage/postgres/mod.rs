@@ -12,7 +12,7 @@ use uuid::Uuid;
 use diesel::sql_types::{Array, Uuid as SqlUuid};
 
 use super::{
-    Backend, CLAIM_ATTEMPTS, ConsentSubject, EventStore, PoolOptions, PoolStatus,
+    Backend, CLAIM_ATTEMPTS, ConsentSubject, EventStore, FollowUps, PoolOptions, PoolStatus,
     ROWS_PER_STATEMENT, SessionRecord, StorageError, migrations, pool,
 };
 use crate::event::EventRecord;
@@ -80,6 +80,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
+        let follow_ups = FollowUps::of(batch);
         let rows: Vec<EventRow> = batch.iter().map(EventRow::from).collect();
         let mut connection = pool::checkout(&self.pool).await?;
         let inserted = connection
@@ -92,14 +93,19 @@ impl EventStore for PostgresStore {
                         .execute(connection)
                         .await?;
                     let ids: Vec<Uuid> = chunk.iter().map(|row| row.id).collect();
-                    let withdrawn = diesel::sql_query(DELETE_OPTED_OUT)
-                        .bind::<Array<SqlUuid>, _>(&ids)
-                        .execute(connection)
-                        .await?;
-                    diesel::sql_query(UPSERT_SESSIONS)
-                        .bind::<Array<SqlUuid>, _>(&ids)
-                        .execute(connection)
-                        .await?;
+                    let mut withdrawn = 0;
+                    if follow_ups.consent_check {
+                        withdrawn = diesel::sql_query(DELETE_OPTED_OUT)
+                            .bind::<Array<SqlUuid>, _>(&ids)
+                            .execute(connection)
+                            .await?;
+                    }
+                    if follow_ups.session_upsert {
+                        diesel::sql_query(UPSERT_SESSIONS)
+                            .bind::<Array<SqlUuid>, _>(&ids)
+                            .execute(connection)
+                            .await?;
+                    }
                     inserted += written.saturating_sub(withdrawn);
                 }
                 Ok(inserted)

@@ -21,7 +21,7 @@ use super::{
     Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations,
     pool,
 };
-use super::{ConsentSubject, SessionRecord};
+use super::{ConsentSubject, FollowUps, SessionRecord};
 use crate::event::EventRecord;
 use models::{EventRow, SessionRow, parse_uuid};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
@@ -134,6 +134,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
+        let follow_ups = FollowUps::of(batch);
         let rows: Vec<EventRow> = batch.iter().map(EventRow::from).collect();
         let mut connection = pool::checkout(&self.pool).await?;
         let inserted = connection
@@ -147,8 +148,13 @@ impl EventStore for SqliteStore {
                         // The blocking connection takes diesel's synchronous execute.
                         let written = diesel::RunQueryDsl::execute(statement, connection)?;
                         let ids: Vec<&str> = chunk.iter().map(|row| row.id.as_str()).collect();
-                        let withdrawn = execute_for_ids(connection, DELETE_OPTED_OUT, &ids)?;
-                        execute_for_ids(connection, UPSERT_SESSIONS, &ids)?;
+                        let mut withdrawn = 0;
+                        if follow_ups.consent_check {
+                            withdrawn = execute_for_ids(connection, DELETE_OPTED_OUT, &ids)?;
+                        }
+                        if follow_ups.session_upsert {
+                            execute_for_ids(connection, UPSERT_SESSIONS, &ids)?;
+                        }
                         inserted += written.saturating_sub(withdrawn);
                     }
                     Ok(inserted)
