@@ -236,7 +236,13 @@ fn record(n: u64) -> EventRecord {
         entity_type: None,
         session_id: None,
         props: Some(json!({"path": format!("/products/{}", n % 997), "n": n, "ref": "bench"})),
-        attribution: Default::default(),
+        // What Sluice stores for the benchmark's events: the same rows, so the same bytes.
+        attribution: sluice::api::types::Attribution {
+            utm_source: Some("newsletter".into()),
+            utm_medium: Some("email".into()),
+            landing_page: Some("https://shop.example.com/?utm_medium=email".into()),
+            ..Default::default()
+        },
         idempotency_key: None,
         dedup_fingerprint: Some(format!(
             "{n:064x}{}",
@@ -244,7 +250,10 @@ fn record(n: u64) -> EventRecord {
         )),
         occurred_at: now,
         received_at: now,
-        enrichment: Default::default(),
+        enrichment: sluice::event::Enrichment {
+            ip_address: Some("127.0.0.0/24".into()),
+            ..Default::default()
+        },
     }
 }
 
