@@ -262,7 +262,7 @@ async fn deep_nesting_is_refused_without_harm(backend: Backend) {
 
 async fn the_rate_limit_trips_and_recovers(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.rate_limit_per_second = 20;
+        config.rate_limit_per_second = 1;
         config.rate_limit_burst = 50;
     })
     .await;
