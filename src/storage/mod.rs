@@ -64,6 +64,26 @@ pub(crate) fn count_query(table: &'static str) -> diesel::query_builder::SqlQuer
     diesel::sql_query(format!("SELECT count(*) AS count FROM {table}"))
 }
 
+/// One opted-out subject, as both backends read it.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct OptedOutRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    subject_type: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    subject_id: String,
+}
+
+/// The subjects whose latest decision is an opt-out (the same SQL on both backends).
+pub(crate) fn opted_out_query() -> diesel::query_builder::SqlQuery {
+    diesel::sql_query("SELECT subject_type, subject_id FROM consents WHERE NOT granted")
+}
+
+pub(crate) fn opted_out_subjects(rows: Vec<OptedOutRow>) -> Vec<ConsentSubject> {
+    rows.into_iter()
+        .filter_map(|row| ConsentSubject::from_parts(&row.subject_type, row.subject_id))
+        .collect()
+}
+
 /// How often a claim is retried when the key it conflicted with was released in between.
 const CLAIM_ATTEMPTS: usize = 3;
 
@@ -93,7 +113,7 @@ impl ConsentSubject {
         }
     }
 
-    pub(crate) fn from_parts(kind: &str, id: String) -> Option<Self> {
+    fn from_parts(kind: &str, id: String) -> Option<Self> {
         match kind {
             "session" => Some(Self::Session(id)),
             "user" => Some(Self::User(id)),

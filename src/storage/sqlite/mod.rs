@@ -229,15 +229,8 @@ impl EventStore for SqliteStore {
 
     async fn opted_out(&self) -> Result<Vec<ConsentSubject>, StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
-        let rows: Vec<(String, String)> = consents::table
-            .filter(consents::granted.eq(false))
-            .select((consents::subject_type, consents::subject_id))
-            .load(&mut connection)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(kind, id)| ConsentSubject::from_parts(&kind, id))
-            .collect())
+        let rows = super::opted_out_query().load(&mut connection).await?;
+        Ok(super::opted_out_subjects(rows))
     }
 
     async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
