@@ -1,7 +1,7 @@
 //! Durable acknowledgement: callers that asked for it wait until their event's batch has
 //! committed. Each waiting event has a waiter here; the flusher completes the waiters of every
-//! batch it writes, and wakes up early (after a short linger that groups concurrent events
-//! into one commit) when a durable event arrives, instead of waiting for the batch timeout.
+//! batch it writes, and wakes up as soon as a durable event arrives instead of waiting for the
+//! batch timeout; events that arrive during a commit share the next one (group commit).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};

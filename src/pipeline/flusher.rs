@@ -30,9 +30,6 @@ pub struct FlushSettings {
     pub max_backoff: Duration,
     /// How long shutdown keeps retrying before it gives up on what is left.
     pub shutdown_timeout: Duration,
-    /// How long the flusher waits after a durable event arrives, so that concurrent durable
-    /// events share one commit.
-    pub durable_linger: Duration,
 }
 
 /// What one flush wrote.
@@ -99,10 +96,9 @@ impl Flusher {
                     self.flush_full_batches().await.is_err()
                 }
                 _ = timer.tick(), if !backing_off => self.flush_all().await.is_err(),
-                () = self.waiters.arrived(), if !backing_off => {
-                    tokio::time::sleep(self.settings.durable_linger).await;
-                    self.flush_all().await.is_err()
-                }
+                // No linger: durable events that arrive while a commit runs share the next
+                // one, so the batch grows with the load and an idle server answers at once.
+                () = self.waiters.arrived(), if !backing_off => self.flush_all().await.is_err(),
                 () = sleep_until(retry_at), if backing_off => {
                     Stats::add(&self.stats.retries, 1);
                     self.flush_all().await.is_err()
