@@ -66,7 +66,6 @@ impl Default for PipelineConfig {
                 initial_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(10),
                 shutdown_timeout: Duration::from_secs(30),
-                durable_linger: Duration::from_millis(2),
             },
             ack: AckMode::Buffered,
             durable_timeout: Duration::from_secs(30),
@@ -220,7 +219,7 @@ impl Pipeline {
                 status: TrackStatus::Suppressed,
             });
         }
-        let record = self.record(valid, caller, context);
+        let (record, fingerprint) = self.record(valid, caller, context);
         let id = record.id;
         let key = record.idempotency_key;
         if let Some(key) = key {
@@ -239,12 +238,6 @@ impl Pipeline {
                 return Ok(self.replayed(owner));
             }
         }
-        // Memory keeps 128 bits of the fingerprint: ample to tell events apart, a third of
-        // the hex text's size. The database keeps the whole fingerprint.
-        let fingerprint = record
-            .dedup_fingerprint
-            .as_deref()
-            .and_then(dedup::cache_key);
         let earlier = fingerprint
             .and_then(|fingerprint| self.recent_fingerprints.insert_if_absent(fingerprint, id));
         if let Some(original) = earlier {
@@ -359,7 +352,13 @@ impl Pipeline {
         }
     }
 
-    fn record(&self, valid: ValidEvent, caller: &Caller, context: &RequestContext) -> EventRecord {
+    /// The event as it is stored, with the in-memory key of its fingerprint.
+    fn record(
+        &self,
+        valid: ValidEvent,
+        caller: &Caller,
+        context: &RequestContext,
+    ) -> (EventRecord, Option<u128>) {
         let ValidEvent {
             input,
             occurred_at,
@@ -372,7 +371,7 @@ impl Pipeline {
         } else {
             Default::default()
         };
-        let dedup_fingerprint = self.config.enable_deduplication.then(|| {
+        let fingerprint = self.config.enable_deduplication.then(|| {
             let client_ip = context.client_ip.map(|ip| ip.to_string());
             fingerprint(&FingerprintParts {
                 event_type: &input.event_type,
@@ -385,7 +384,7 @@ impl Pipeline {
                 user_agent: context.user_agent.as_deref(),
             })
         });
-        EventRecord {
+        let record = EventRecord {
             id: Uuid::now_v7(),
             event_type: input.event_type,
             source: input.source.as_str().to_owned(),
@@ -406,11 +405,15 @@ impl Pipeline {
                 .idempotency_key
                 .as_deref()
                 .and_then(|k| Uuid::try_parse(k).ok()),
-            dedup_fingerprint,
+            dedup_fingerprint: fingerprint.map(|fingerprint| fingerprint.to_stored()),
             occurred_at,
             received_at,
             enrichment,
-        }
+        };
+        (
+            record,
+            fingerprint.map(|fingerprint| fingerprint.cache_key()),
+        )
     }
 
     /// Writes everything buffered now and reports what was written.

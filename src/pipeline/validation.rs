@@ -147,7 +147,7 @@ fn check_business_rules(
     }
     let props = input.props.as_ref();
     if let Some(props) = props {
-        let size = serde_json::to_vec(props).map_or(usize::MAX, |bytes| bytes.len());
+        let size = serialized_size(props);
         if size > rules.max_props_bytes {
             errors.field(
                 "props",
@@ -177,6 +177,25 @@ fn check_business_rules(
                 now
             }
         },
+    }
+}
+
+/// The length of `value`'s compact JSON text, counted without building the text.
+fn serialized_size(value: &impl serde::Serialize) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
     }
 }
 
