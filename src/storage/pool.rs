@@ -59,6 +59,9 @@ where
     let manager = AsyncDieselConnectionManager::<C>::new_with_config(url, manager_config);
     Pool::builder(manager)
         .max_size(options.max_size)
+        // The most recently used connection first: under a steady load the flusher keeps
+        // one warm connection (its page cache, its prepared statements) instead of cycling.
+        .queue_mode(deadpool::managed::QueueMode::Lifo)
         .wait_timeout(Some(options.wait_timeout))
         .create_timeout(Some(options.connect_timeout))
         .recycle_timeout(Some(options.connect_timeout))
