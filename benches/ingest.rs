@@ -23,8 +23,13 @@ use jsonrpsee::server::stop_channel;
 use serde_json::{Value, json};
 use sluice::config::Config;
 use sluice::event::EventRecord;
+use sluice::pipeline::dedup::{FingerprintParts, fingerprint};
 use sluice::server::RunningServer;
 use sluice::storage::{self, EventStore, PoolOptions};
+
+/// The allocator of the `sluice` binary, so that the in-process servers run as in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -223,6 +228,18 @@ async fn database_ceiling(store: &Arc<dyn EventStore>, duration: Duration, batch
 
 fn record(n: u64) -> EventRecord {
     let now = chrono::Utc::now();
+    let props = json!({"path": format!("/products/{}", n % 997), "n": n, "ref": "bench"});
+    // Fingerprinted as Sluice does, so the unique index sees the same random keys.
+    let fingerprint = fingerprint(&FingerprintParts {
+        event_type: "page_viewed",
+        user_id: None,
+        entity_id: None,
+        session_id: None,
+        props: props.as_object(),
+        occurred_at: now,
+        client_ip: Some("127.0.0.1"),
+        user_agent: None,
+    });
     EventRecord {
         id: uuid::Uuid::now_v7(),
         event_type: "page_viewed".into(),
@@ -235,7 +252,7 @@ fn record(n: u64) -> EventRecord {
         entity_id: None,
         entity_type: None,
         session_id: None,
-        props: Some(json!({"path": format!("/products/{}", n % 997), "n": n, "ref": "bench"})),
+        props: Some(props),
         // What Sluice stores for the benchmark's events: the same rows, so the same bytes.
         attribution: sluice::api::types::Attribution {
             utm_source: Some("newsletter".into()),
@@ -244,10 +261,7 @@ fn record(n: u64) -> EventRecord {
             ..Default::default()
         },
         idempotency_key: None,
-        dedup_fingerprint: Some(format!(
-            "{n:064x}{}",
-            now.timestamp_nanos_opt().unwrap_or(0)
-        )),
+        dedup_fingerprint: Some(fingerprint.to_stored()),
         occurred_at: now,
         received_at: now,
         enrichment: sluice::event::Enrichment {
