@@ -1,7 +1,7 @@
 //! The domain model: an accepted analytics event as it is buffered, written and read back.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -11,7 +11,7 @@ use crate::api::types::Attribution;
 ///
 /// Identity fields are stamped by the server from the caller's credentials; clients never
 /// send them. Text-valued enums (`source`, `entity_type`) are stored by their wire names.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub id: Uuid,
     pub event_type: String,
@@ -24,7 +24,7 @@ pub struct EventRecord {
     pub entity_id: Option<String>,
     pub entity_type: Option<String>,
     pub session_id: Option<Uuid>,
-    pub props: Option<Value>,
+    pub props: Option<Props>,
     pub attribution: Attribution,
     pub idempotency_key: Option<Uuid>,
     pub dedup_fingerprint: Option<String>,
@@ -39,7 +39,7 @@ pub struct EventRecord {
 /// Facts about the client derived at ingestion: device from the user agent, place from
 /// trusted CDN headers or a GeoIP database, the referrer's host, and the client address as
 /// the operator chose to keep it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enrichment {
     pub browser_name: Option<String>,
     pub browser_version: Option<String>,
@@ -55,4 +55,48 @@ pub struct Enrichment {
     /// Truncated (/24, /48) by default; full or absent when so configured.
     pub ip_address: Option<String>,
     pub referrer_host: Option<String>,
+}
+
+impl EventRecord {
+    /// The event as one JSON object, props included as an object (not as their text).
+    pub fn to_json(&self) -> Result<Value, serde_json::Error> {
+        let mut json = serde_json::to_value(self)?;
+        if let Some(props) = &self.props {
+            json["props"] = props.to_value()?;
+        }
+        Ok(json)
+    }
+}
+
+/// An event's props: a JSON object kept as its compact text. Validation and fingerprinting
+/// read the parsed object; from then on the text is all that is needed, and it takes a
+/// fraction of the memory of a parsed `Value` while the event waits in the buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Props(Box<str>);
+
+impl Props {
+    /// Props as the database returned them (JSON text).
+    pub fn from_json_text(text: impl Into<Box<str>>) -> Self {
+        Self(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0.into()
+    }
+
+    /// The props parsed back into a JSON value.
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+impl From<serde_json::Map<String, Value>> for Props {
+    fn from(object: serde_json::Map<String, Value>) -> Self {
+        Self(Value::Object(object).to_string().into())
+    }
 }

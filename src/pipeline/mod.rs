@@ -76,7 +76,7 @@ impl Default for PipelineConfig {
             ip_storage: enrichment::IpStorage::Truncated,
             geoip: None,
             dedup_ttl: Duration::from_secs(60),
-            dedup_cache_capacity: 1_000_000,
+            dedup_cache_capacity: 250_000,
             idempotency_cache_ttl: Duration::from_secs(600),
             rules: BusinessRules::default(),
         }
@@ -118,7 +118,7 @@ pub struct Pipeline {
     clock: Arc<dyn Clock>,
     commands: mpsc::Sender<Command>,
     /// Fingerprint → event id of recently accepted events.
-    recent_fingerprints: TtlCache<u128, Uuid>,
+    recent_fingerprints: TtlCache<[u8; 16], Uuid>,
     /// Idempotency key → event id of recently claimed keys.
     recent_keys: TtlCache<Uuid, Uuid>,
     enricher: enrichment::Enricher,
@@ -358,7 +358,7 @@ impl Pipeline {
         valid: ValidEvent,
         caller: &Caller,
         context: &RequestContext,
-    ) -> (EventRecord, Option<u128>) {
+    ) -> (EventRecord, Option<[u8; 16]>) {
         let ValidEvent {
             input,
             occurred_at,
@@ -399,7 +399,7 @@ impl Pipeline {
                 .session_id
                 .as_deref()
                 .and_then(|s| Uuid::try_parse(s).ok()),
-            props: input.props.map(serde_json::Value::Object),
+            props: input.props.map(crate::event::Props::from),
             attribution,
             idempotency_key: input
                 .idempotency_key

@@ -140,7 +140,7 @@ async fn an_idempotency_key_replays_before_and_after_a_flush(backend: Backend) {
     let stored = server.stored(id_of(&original)).await.expect("stored");
     assert_eq!(stored.idempotency_key, Some(key));
     assert_eq!(
-        stored.props.expect("props")["try"],
+        stored.props.expect("props").to_value().expect("props JSON")["try"],
         1,
         "the original is kept"
     );

@@ -196,7 +196,7 @@ impl EventStore for PostgresStore {
 
     async fn dead_letter(&self, event: &EventRecord, error: &str) -> Result<(), StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
-        let body = serde_json::to_value(event).map_err(|e| {
+        let body = event.to_json().map_err(|e| {
             StorageError::Query(diesel::result::Error::SerializationError(Box::new(e)))
         })?;
         diesel::insert_into(dead_letters::table)

@@ -2,12 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::schema::{events, sessions};
 use crate::api::types::Attribution;
-use crate::event::{Enrichment, EventRecord};
+use crate::event::{Enrichment, EventRecord, Props};
 use crate::storage::SessionRecord;
 
 #[derive(Debug, Insertable, Queryable, Selectable)]
@@ -24,7 +23,7 @@ pub struct EventRow {
     pub entity_id: Option<String>,
     pub entity_type: Option<String>,
     pub session_id: Option<Uuid>,
-    pub props: Option<Value>,
+    pub props: Option<JsonbText>,
     pub utm_source: Option<String>,
     pub utm_medium: Option<String>,
     pub utm_campaign: Option<String>,
@@ -64,7 +63,7 @@ impl From<&EventRecord> for EventRow {
             entity_id: event.entity_id,
             entity_type: event.entity_type,
             session_id: event.session_id,
-            props: event.props,
+            props: event.props.map(|props| JsonbText(props.into_string())),
             utm_source: event.attribution.utm_source,
             utm_medium: event.attribution.utm_medium,
             utm_campaign: event.attribution.utm_campaign,
@@ -105,7 +104,7 @@ impl From<EventRow> for EventRecord {
             entity_id: row.entity_id,
             entity_type: row.entity_type,
             session_id: row.session_id,
-            props: row.props,
+            props: row.props.map(|props| Props::from_json_text(props.0)),
             attribution: Attribution {
                 utm_source: row.utm_source,
                 utm_medium: row.utm_medium,
@@ -162,6 +161,36 @@ impl From<SessionRow> for SessionRecord {
             device_type: row.device_type,
             country: row.country,
             utm_source: row.utm_source,
+        }
+    }
+}
+
+/// JSON text bound to a `jsonb` column as it is: PostgreSQL parses it, so Sluice never builds
+/// a `serde_json::Value` just to serialize it again.
+#[derive(Debug, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Jsonb)]
+pub struct JsonbText(pub String);
+
+/// The version byte that starts jsonb's binary format, followed by the JSON text.
+const JSONB_VERSION: u8 = 1;
+
+impl diesel::serialize::ToSql<diesel::sql_types::Jsonb, diesel::pg::Pg> for JsonbText {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+    ) -> diesel::serialize::Result {
+        use std::io::Write;
+        out.write_all(&[JSONB_VERSION])?;
+        out.write_all(self.0.as_bytes())?;
+        Ok(diesel::serialize::IsNull::No)
+    }
+}
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Jsonb, diesel::pg::Pg> for JsonbText {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        match value.as_bytes().split_first() {
+            Some((&JSONB_VERSION, text)) => Ok(Self(std::str::from_utf8(text)?.to_owned())),
+            _ => Err("unsupported jsonb format version".into()),
         }
     }
 }

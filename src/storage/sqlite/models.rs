@@ -3,12 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::schema::{events, sessions};
 use crate::api::types::Attribution;
-use crate::event::{Enrichment, EventRecord};
+use crate::event::{Enrichment, EventRecord, Props};
 use crate::storage::{SessionRecord, StorageError};
 
 #[derive(Debug, Insertable, Queryable, Selectable)]
@@ -25,7 +24,7 @@ pub struct EventRow {
     pub entity_id: Option<String>,
     pub entity_type: Option<String>,
     pub session_id: Option<String>,
-    pub props: Option<Value>,
+    pub props: Option<String>,
     pub utm_source: Option<String>,
     pub utm_medium: Option<String>,
     pub utm_campaign: Option<String>,
@@ -65,7 +64,7 @@ impl From<&EventRecord> for EventRow {
             entity_id: event.entity_id,
             entity_type: event.entity_type,
             session_id: event.session_id.map(|id| id.to_string()),
-            props: event.props,
+            props: event.props.map(Props::into_string),
             utm_source: event.attribution.utm_source,
             utm_medium: event.attribution.utm_medium,
             utm_campaign: event.attribution.utm_campaign,
@@ -108,7 +107,7 @@ impl TryFrom<EventRow> for EventRecord {
             entity_id: row.entity_id,
             entity_type: row.entity_type,
             session_id: row.session_id.as_deref().map(parse_uuid).transpose()?,
-            props: row.props,
+            props: row.props.map(Props::from_json_text),
             attribution: Attribution {
                 utm_source: row.utm_source,
                 utm_medium: row.utm_medium,

@@ -13,7 +13,7 @@ diesel::table! {
         entity_id -> Nullable<Text>,
         entity_type -> Nullable<Text>,
         session_id -> Nullable<Text>,
-        props -> Nullable<Json>,
+        props -> Nullable<Text>,
         utm_source -> Nullable<Text>,
         utm_medium -> Nullable<Text>,
         utm_campaign -> Nullable<Text>,
