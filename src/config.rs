@@ -143,11 +143,12 @@ pub struct Config {
     pub geoip_db: Option<std::path::PathBuf>,
 
     /// Most fingerprints kept in memory for deduplication; past it the oldest are forgotten
-    /// early (the database's unique index still catches their duplicates).
+    /// early (the database's unique index still catches their duplicates). The default
+    /// covers the whole window up to about 4 000 events/s in about 25 MB.
     #[arg(
         long,
         env = "SLUICE_DEDUP_MAX_ENTRIES",
-        default_value_t = 1_000_000,
+        default_value_t = 250_000,
         global = true
     )]
     pub dedup_max_entries: usize,

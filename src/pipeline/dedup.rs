@@ -40,11 +40,12 @@ pub struct Fingerprint {
 
 impl Fingerprint {
     /// The in-memory key: the first 128 bits of the digest, ample to tell events apart at a
-    /// fraction of the size of the text.
-    pub fn cache_key(&self) -> u128 {
+    /// fraction of the size of the text (bytes rather than a `u128`, whose 16-byte alignment
+    /// would pad every cache entry).
+    pub fn cache_key(&self) -> [u8; 16] {
         let mut half = [0; 16];
         half.copy_from_slice(&self.digest[..16]);
-        u128::from_be_bytes(half)
+        half
     }
 
     /// The digest in lowercase hex.
@@ -151,14 +152,20 @@ const SHARDS: usize = 16;
 pub struct TtlCache<K, V> {
     shards: Vec<Mutex<Shard<K, V>>>,
     hasher: RandomState,
-    ttl: Duration,
+    /// Time zero of the cache's ticks.
+    epoch: Instant,
+    ttl_seconds: Tick,
     capacity_per_shard: usize,
 }
 
+/// Whole seconds since the cache was made: expiry times are kept to the second, in four
+/// bytes rather than an `Instant`'s sixteen, once in the map and once in the queue.
+type Tick = u32;
+
 struct Shard<K, V> {
-    entries: HashMap<K, (V, Instant)>,
+    entries: HashMap<K, (V, Tick)>,
     /// Keys in insertion order, which is also expiry order (one TTL for all).
-    order: VecDeque<(K, Instant)>,
+    order: VecDeque<(K, Tick)>,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
@@ -173,7 +180,8 @@ impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
                 })
                 .collect(),
             hasher: RandomState::new(),
-            ttl,
+            epoch: Instant::now(),
+            ttl_seconds: Tick::try_from(ttl.as_secs()).unwrap_or(Tick::MAX),
             capacity_per_shard: capacity.div_ceil(SHARDS).max(1),
         }
     }
@@ -181,18 +189,14 @@ impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
     /// Stores `value` under `key` unless a live entry exists; returns the live entry's value
     /// if there was one (and then stores nothing).
     pub fn insert_if_absent(&self, key: K, value: V) -> Option<V> {
-        let now = Instant::now();
+        let now = self.now();
         let mut shard = self.shard(&key);
         shard.expire(now);
         if let Some((existing, _)) = shard.entries.get(&key) {
             return Some(existing.clone());
         }
-        while shard.entries.len() >= self.capacity_per_shard {
-            if !shard.evict_oldest() {
-                break;
-            }
-        }
-        let expires_at = now + self.ttl;
+        shard.make_room(self.capacity_per_shard);
+        let expires_at = self.expiry(now);
         shard.entries.insert(key.clone(), (value, expires_at));
         shard.order.push_back((key, expires_at));
         None
@@ -200,10 +204,11 @@ impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
 
     /// Overwrites (or adds) the entry for `key`.
     pub fn set(&self, key: K, value: V) {
-        let now = Instant::now();
+        let now = self.now();
         let mut shard = self.shard(&key);
         shard.expire(now);
-        let expires_at = now + self.ttl;
+        shard.make_room(self.capacity_per_shard);
+        let expires_at = self.expiry(now);
         if shard
             .entries
             .insert(key.clone(), (value, expires_at))
@@ -215,7 +220,7 @@ impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
 
     /// The live value under `key`.
     pub fn get(&self, key: &K) -> Option<V> {
-        let now = Instant::now();
+        let now = self.now();
         let shard = self.shard(key);
         shard
             .entries
@@ -247,6 +252,18 @@ impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
         self.len() == 0
     }
 
+    fn now(&self) -> Tick {
+        let elapsed = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_secs();
+        Tick::try_from(elapsed).unwrap_or(Tick::MAX)
+    }
+
+    /// Rounded up, so an entry lives at least the whole TTL.
+    fn expiry(&self, now: Tick) -> Tick {
+        now.saturating_add(self.ttl_seconds).saturating_add(1)
+    }
+
     fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K, V>> {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
         lock(&self.shards[index])
@@ -254,12 +271,23 @@ impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
 }
 
 impl<K: Hash + Eq, V> Shard<K, V> {
-    fn expire(&mut self, now: Instant) {
+    fn expire(&mut self, now: Tick) {
         while let Some((_, expires_at)) = self.order.front() {
             if *expires_at > now {
                 break;
             }
             self.evict_oldest();
+        }
+    }
+
+    /// Evicts the oldest keys until one more fits. The queue is what is bounded: it also holds
+    /// keys already removed (`remove_if` of refused events), which under a full buffer and
+    /// retrying clients would otherwise pile up for a whole TTL.
+    fn make_room(&mut self, capacity: usize) {
+        while self.order.len() >= capacity {
+            if !self.evict_oldest() {
+                break;
+            }
         }
     }
 
@@ -335,7 +363,9 @@ mod tests {
         );
         assert_eq!(
             fingerprint.cache_key(),
-            u128::from_str_radix("3b99138d9d1243216165875701929da6", 16).expect("hex")
+            u128::from_str_radix("3b99138d9d1243216165875701929da6", 16)
+                .expect("hex")
+                .to_be_bytes()
         );
     }
 
@@ -400,6 +430,21 @@ mod tests {
         }
         assert!(cache.len() <= SHARDS, "bounded: {}", cache.len());
         assert_eq!(cache.get(&999), Some(999), "the newest entry survives");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn undone_reservations_do_not_pile_up() {
+        let cache = TtlCache::new(Duration::from_secs(60), SHARDS);
+        for key in 0..1000 {
+            cache.insert_if_absent(key, key);
+            cache.remove_if(&key, &key);
+        }
+        let queued: usize = cache
+            .shards
+            .iter()
+            .map(|shard| lock(shard).order.len())
+            .sum();
+        assert!(queued <= SHARDS, "bounded: {queued}");
     }
 
     #[test]
