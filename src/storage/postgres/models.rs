@@ -1,4 +1,5 @@
-//! The PostgreSQL row of an event, used both to insert and to read back.
+//! The PostgreSQL row of an event as it is read back (inserts bind columns as arrays, see
+//! `insert_unnest`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -9,8 +10,8 @@ use crate::api::types::Attribution;
 use crate::event::{Enrichment, EventRecord, Props};
 use crate::storage::SessionRecord;
 
-#[derive(Debug, Insertable, Queryable, Selectable)]
-#[diesel(table_name = events, check_for_backend(diesel::pg::Pg), treat_none_as_default_value = false)]
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = events, check_for_backend(diesel::pg::Pg))]
 pub struct EventRow {
     pub id: Uuid,
     pub event_type: String,
@@ -46,48 +47,6 @@ pub struct EventRow {
     pub city: Option<String>,
     pub ip_address: Option<String>,
     pub referrer_host: Option<String>,
-}
-
-impl From<&EventRecord> for EventRow {
-    fn from(event: &EventRecord) -> Self {
-        let event = event.clone();
-        Self {
-            id: event.id,
-            event_type: event.event_type,
-            source: event.source,
-            actor_id: event.actor_id,
-            actor_type: event.actor_type,
-            user_id: event.user_id,
-            creator_id: event.creator_id,
-            brand_id: event.brand_id,
-            entity_id: event.entity_id,
-            entity_type: event.entity_type,
-            session_id: event.session_id,
-            props: event.props.map(|props| JsonbText(props.into_string())),
-            utm_source: event.attribution.utm_source,
-            utm_medium: event.attribution.utm_medium,
-            utm_campaign: event.attribution.utm_campaign,
-            utm_term: event.attribution.utm_term,
-            utm_content: event.attribution.utm_content,
-            referrer: event.attribution.referrer,
-            landing_page: event.attribution.landing_page,
-            idempotency_key: event.idempotency_key,
-            dedup_fingerprint: event.dedup_fingerprint,
-            occurred_at: event.occurred_at,
-            received_at: event.received_at,
-            browser_name: event.enrichment.browser_name,
-            browser_version: event.enrichment.browser_version,
-            os_name: event.enrichment.os_name,
-            os_version: event.enrichment.os_version,
-            device_type: event.enrichment.device_type,
-            is_bot: event.enrichment.is_bot,
-            country: event.enrichment.country,
-            region: event.enrichment.region,
-            city: event.enrichment.city,
-            ip_address: event.enrichment.ip_address,
-            referrer_host: event.enrichment.referrer_host,
-        }
-    }
 }
 
 impl From<EventRow> for EventRecord {
