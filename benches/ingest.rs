@@ -422,6 +422,31 @@ async fn main() {
             track.percentile(0.5),
             track.percentile(0.99)
         );
+        // The same load with the writes deferred until it ends: what the request path alone
+        // costs, to tell it apart from the database work sharing the machine.
+        let deferred = start(&url_for("deferred"), |config| {
+            config.batch_size = 10_000_000;
+            config.buffer_capacity = 10_000_000;
+            config.batch_timeout_ms = 3_600_000;
+        })
+        .await;
+        let request_path = drive(
+            &format!("http://{}", deferred.local_addr()),
+            connections,
+            seconds,
+            None,
+            &[],
+            Arc::new(|n| rpc("eventIngestion.track", event(n + 50_000_000))),
+        )
+        .await;
+        println!(
+            "track, writes deferred until after the run (request path only): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            request_path.rate(),
+            request_path.percentile(0.5),
+            request_path.percentile(0.99)
+        );
+        drain(&deferred).await;
+        deferred.stop().await;
         let half = track.rate() / 2.0;
         let interval = Duration::from_secs_f64(connections as f64 / half.max(1.0));
         let paced = drive(
@@ -482,6 +507,10 @@ async fn main() {
             "  track / transport ceiling = {:.2} (target >= 0.70: {})",
             r1,
             verdict(r1 >= 0.70)
+        );
+        println!(
+            "  (track with writes deferred / transport ceiling = {:.2})",
+            request_path.rate() / ceiling.rate()
         );
         let r2 = batch_events / db_ceiling;
         println!(
