@@ -29,8 +29,10 @@ pub struct EventRecord {
     pub idempotency_key: Option<Uuid>,
     pub dedup_fingerprint: Option<String>,
     /// When the event happened: `props.occurred_at` if the client sent it, else `received_at`.
+    #[serde(with = "compact_time")]
     pub occurred_at: DateTime<Utc>,
     /// When Sluice accepted the event.
+    #[serde(with = "compact_time")]
     pub received_at: DateTime<Utc>,
     /// What the server derived about the event's client.
     pub enrichment: Enrichment,
@@ -98,5 +100,75 @@ impl Props {
 impl From<serde_json::Map<String, Value>> for Props {
     fn from(object: serde_json::Map<String, Value>) -> Self {
         Self(Value::Object(object).to_string().into())
+    }
+}
+
+/// A new event id: a UUIDv7 (time-ordered, so ids insert at the end of the primary key) with
+/// its random bits from a fast thread-local generator. The ids need to be unique, not
+/// unguessable, and the operating system's generator cost a system call per event.
+pub fn new_event_id() -> Uuid {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        });
+    let mut random = [0u8; 10];
+    fastrand::fill(&mut random);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// Times as RFC 3339 text in JSON (dead letters stay readable) and as nanoseconds in binary
+/// formats (the packed buffer), where formatting and parsing text would be wasted work.
+mod compact_time {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        time: &DateTime<Utc>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            time.serialize(serializer)
+        } else {
+            let seconds = time.timestamp();
+            let nanos = time.timestamp_subsec_nanos();
+            (seconds, nanos).serialize(serializer)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
+        if deserializer.is_human_readable() {
+            DateTime::deserialize(deserializer)
+        } else {
+            let (seconds, nanos) = <(i64, u32)>::deserialize(deserializer)?;
+            DateTime::from_timestamp(seconds, nanos)
+                .ok_or_else(|| serde::de::Error::custom("time out of range"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_distinct_time_ordered_v7() {
+        let ids: Vec<Uuid> = (0..10_000).map(|_| new_event_id()).collect();
+        assert!(ids.iter().all(|id| id.get_version_num() == 7));
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        let millis = |id: &Uuid| id.get_timestamp().map(|t| t.to_unix()).unwrap_or_default();
+        assert!(ids.windows(2).all(|pair| millis(&pair[0]) <= millis(&pair[1])));
+    }
+
+    #[test]
+    fn times_are_text_in_json() {
+        let mut event = crate::pipeline::test_support::event("signed_up");
+        event.props = serde_json::json!({"a": 1}).as_object().cloned().map(Into::into);
+        let json = event.to_json().expect("json");
+        assert!(json["occurred_at"].as_str().is_some_and(|t| t.contains('T')));
+        assert_eq!(json["props"], serde_json::json!({"a": 1}));
     }
 }

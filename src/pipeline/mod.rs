@@ -385,7 +385,7 @@ impl Pipeline {
             })
         });
         let record = EventRecord {
-            id: Uuid::now_v7(),
+            id: crate::event::new_event_id(),
             event_type: input.event_type,
             source: input.source.as_str().to_owned(),
             actor_id: identity.actor_id,
