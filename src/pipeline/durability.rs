@@ -47,12 +47,19 @@ pub struct Waiters {
 }
 
 impl Waiters {
-    /// Registers `id`; call before the event enters the buffer so its commit cannot be missed.
+    /// Registers `id`; call before the event enters the buffer so its commit cannot be missed,
+    /// and [`Waiters::announce`] once it is in.
     pub fn register(&self, id: Uuid) -> oneshot::Receiver<Written> {
         let (sender, receiver) = oneshot::channel();
         self.lock().insert(id, sender);
-        self.arrived.notify_one();
         receiver
+    }
+
+    /// Wakes the flusher for a registered event that is now in the buffer. Waking it any
+    /// earlier could let it look at the buffer before the event is there, and leave the
+    /// event for the batch timer.
+    pub fn announce(&self) {
+        self.arrived.notify_one();
     }
 
     /// Forgets `id` (its event was not buffered after all).

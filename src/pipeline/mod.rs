@@ -255,6 +255,7 @@ impl Pipeline {
         }
         Stats::add(&self.stats.accepted, 1);
         if let Some(commit) = commit {
+            self.waiters.announce();
             match tokio::time::timeout(self.config.durable_timeout, commit).await {
                 Ok(Ok(Written::Committed)) => {}
                 Ok(Ok(Written::DeadLettered(error))) => return Err(PipelineError::Refused(error)),
@@ -492,6 +493,32 @@ mod tests {
         pipeline
             .accept(valid, &Caller::Anonymous, &RequestContext::default())
             .await
+    }
+
+    /// The flusher is woken only once a durable event is in the buffer: woken earlier, it
+    /// could find the buffer empty and leave the event to the (here hour-long) batch timer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_durable_event_is_committed_without_the_batch_timer() {
+        let mut config = PipelineConfig::default();
+        config.flush.batch_timeout = Duration::from_secs(3600);
+        config.durable_timeout = Duration::from_secs(5);
+        let store = Arc::new(MemoryStore::default());
+        let (pipeline, _flusher) = Pipeline::start(config, store.clone(), Arc::new(SystemClock));
+        let durable = RequestContext {
+            ack: Some("durable".into()),
+            ..RequestContext::default()
+        };
+        for n in 0..300 {
+            let valid = pipeline
+                .validate(
+                    Some(json!({"eventType": "x", "props": {"n": n}})),
+                    pipeline.now(),
+                )
+                .expect("valid");
+            let answer = pipeline.accept(valid, &Caller::Anonymous, &durable).await;
+            assert_eq!(answer.expect("committed").status, TrackStatus::Accepted);
+        }
+        assert_eq!(store.count_events().await.expect("count"), 300);
     }
 
     #[tokio::test(start_paused = true)]
