@@ -160,15 +160,25 @@ mod tests {
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
         let millis = |id: &Uuid| id.get_timestamp().map(|t| t.to_unix()).unwrap_or_default();
-        assert!(ids.windows(2).all(|pair| millis(&pair[0]) <= millis(&pair[1])));
+        assert!(
+            ids.windows(2)
+                .all(|pair| millis(&pair[0]) <= millis(&pair[1]))
+        );
     }
 
     #[test]
     fn times_are_text_in_json() {
         let mut event = crate::pipeline::test_support::event("signed_up");
-        event.props = serde_json::json!({"a": 1}).as_object().cloned().map(Into::into);
+        event.props = serde_json::json!({"a": 1})
+            .as_object()
+            .cloned()
+            .map(Into::into);
         let json = event.to_json().expect("json");
-        assert!(json["occurred_at"].as_str().is_some_and(|t| t.contains('T')));
+        assert!(
+            json["occurred_at"]
+                .as_str()
+                .is_some_and(|t| t.contains('T'))
+        );
         assert_eq!(json["props"], serde_json::json!({"a": 1}));
     }
 }
