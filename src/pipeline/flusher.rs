@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -130,98 +128,54 @@ impl Flusher {
         self.flush_batches(FlushReport::default(), true).await
     }
 
-    /// Writes one batch, or (`until_empty`) batches until the buffer is empty, with up to
-    /// the store's `concurrent_writes` of them in flight: the next batch is taken as soon as
-    /// one commits, so events that arrive meanwhile (durable callers above all) wait for one
-    /// commit, not for a whole round. After a failure no new batch starts; the ones in
-    /// flight finish, and every failed batch is back in the buffer.
     async fn flush_batches(
         &self,
         mut total: FlushReport,
         until_empty: bool,
     ) -> Result<FlushReport, FlushError> {
-        let limit = if until_empty {
-            self.store.concurrent_writes().max(1)
-        } else {
-            1
-        };
-        let mut in_flight = FuturesUnordered::new();
-        let mut started_batches = 0;
-        let mut failure = None;
-        self.stats.is_processing.store(true, Ordering::Relaxed);
         loop {
-            while failure.is_none()
-                && in_flight.len() < limit
-                && (until_empty || started_batches == 0)
-            {
-                let batch = self.buffer.take(self.settings.batch_size);
-                if batch.is_empty() {
-                    break;
-                }
-                started_batches += 1;
-                in_flight.push(self.write_batch(batch));
-            }
-            let room = until_empty && failure.is_none() && in_flight.len() < limit;
-            let next = if room && !in_flight.is_empty() {
-                // A slot is free: a durable event arriving now starts its own write instead
-                // of waiting for the ones in flight.
-                tokio::select! {
-                    outcome = in_flight.next() => outcome,
-                    () = self.waiters.arrived() => continue,
-                }
-            } else {
-                in_flight.next().await
-            };
-            let Some(outcome) = next else {
+            let batch = self.buffer.take(self.settings.batch_size);
+            if batch.is_empty() {
                 break;
-            };
-            match outcome {
-                Ok((flushed, persisted)) => {
-                    total.flushed += flushed;
+            }
+            self.stats.is_processing.store(true, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let mut dead_lettered = Vec::new();
+            let written = self
+                .write_isolating_poison(&batch, &mut dead_lettered)
+                .await;
+            self.stats.is_processing.store(false, Ordering::Relaxed);
+            match written {
+                Ok(persisted) => {
+                    self.stats.record_flush(
+                        started.elapsed(),
+                        batch.len() as u64,
+                        persisted as u64,
+                    );
+                    tracing::debug!(events = batch.len(), persisted, "flushed batch");
+                    self.waiters
+                        .complete(batch.iter().map(|event| event.id), &dead_lettered);
+                    total.flushed += batch.len();
                     total.persisted += persisted;
                 }
                 Err(source) => {
-                    failure.get_or_insert(source);
+                    self.stats.record_failed_flush();
+                    let events = batch.len();
+                    self.buffer.requeue_front(batch);
+                    tracing::error!(events, error = %source, tag = source.tag(), "flush failed; events kept for retry");
+                    return Err(FlushError {
+                        persisted: total.persisted,
+                        remaining: self.buffer.len(),
+                        source,
+                    });
                 }
             }
+            if !until_empty {
+                break;
+            }
         }
-        self.stats.is_processing.store(false, Ordering::Relaxed);
         total.remaining = self.buffer.len();
-        match failure {
-            None => Ok(total),
-            Some(source) => Err(FlushError {
-                persisted: total.persisted,
-                remaining: total.remaining,
-                source,
-            }),
-        }
-    }
-
-    /// Writes `batch` and completes its durable waiters, or puts it back in front of the
-    /// buffer. Returns the events flushed and the rows newly written.
-    async fn write_batch(&self, batch: Vec<EventRecord>) -> Result<(usize, usize), StorageError> {
-        let started = std::time::Instant::now();
-        let mut dead_lettered = Vec::new();
-        match self
-            .write_isolating_poison(&batch, &mut dead_lettered)
-            .await
-        {
-            Ok(persisted) => {
-                self.stats
-                    .record_flush(started.elapsed(), batch.len() as u64, persisted as u64);
-                tracing::debug!(events = batch.len(), persisted, "flushed batch");
-                self.waiters
-                    .complete(batch.iter().map(|event| event.id), &dead_lettered);
-                Ok((batch.len(), persisted))
-            }
-            Err(source) => {
-                self.stats.record_failed_flush();
-                let events = batch.len();
-                self.buffer.requeue_front(batch);
-                tracing::error!(events, error = %source, tag = source.tag(), "flush failed; events kept for retry");
-                Err(source)
-            }
-        }
+        Ok(total)
     }
 
     /// Writes `batch`. When the database refuses the data itself, the batch is split in halves

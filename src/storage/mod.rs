@@ -215,12 +215,6 @@ pub trait EventStore: Send + Sync + 'static {
     /// many events were newly written.
     async fn insert_events(&self, events: &[EventRecord]) -> Result<usize, StorageError>;
 
-    /// How many `insert_events` calls the flusher may run at once. One by default: SQLite has
-    /// a single writer. PostgreSQL overrides it, since concurrent commits share WAL flushes.
-    fn concurrent_writes(&self) -> usize {
-        1
-    }
-
     /// Claims idempotency `key` for `event_id`, atomically. Returns the id of the event the key
     /// belongs to: `event_id` when this call claimed it, the original event's id when any node
     /// claimed it before.

@@ -166,12 +166,6 @@ impl EventStore for PostgresStore {
         Backend::Postgres
     }
 
-    /// Up to four transactions in flight, and never more than half the pool, so that
-    /// idempotency claims and reads always find a connection.
-    fn concurrent_writes(&self) -> usize {
-        (self.pool.status().max_size / 2).clamp(1, 4)
-    }
-
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
         let follow_ups = FollowUps::of(batch);
         let mut connection = pool::checkout(&self.pool).await?;
