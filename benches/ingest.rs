@@ -93,7 +93,7 @@ async fn drive(
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for loop_index in 0..connections {
         let (client, counter, body, url) = (
             client.clone(),
             counter.clone(),
@@ -102,7 +102,12 @@ async fn drive(
         );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut next = Instant::now();
+            // Paced loops start a fraction of an interval apart, so that the offered load
+            // arrives spread over each interval rather than from every loop at once.
+            let mut next = Instant::now()
+                + interval.map_or(Duration::ZERO, |interval| {
+                    interval.mul_f64(loop_index as f64 / connections as f64)
+                });
             while Instant::now() < deadline {
                 if let Some(interval) = interval {
                     next += interval;
