@@ -487,12 +487,18 @@ mod tests {
         pipeline: &Pipeline,
         input: serde_json::Value,
     ) -> Result<TrackEventOutput, PipelineError> {
+        track_in(pipeline, input, &RequestContext::default()).await
+    }
+
+    async fn track_in(
+        pipeline: &Pipeline,
+        input: serde_json::Value,
+        context: &RequestContext,
+    ) -> Result<TrackEventOutput, PipelineError> {
         let valid = pipeline
             .validate(Some(input), pipeline.now())
             .expect("valid");
-        pipeline
-            .accept(valid, &Caller::Anonymous, &RequestContext::default())
-            .await
+        pipeline.accept(valid, &Caller::Anonymous, context).await
     }
 
     /// The flusher is woken only once a durable event is in the buffer: woken earlier, it
@@ -509,13 +515,12 @@ mod tests {
             ..RequestContext::default()
         };
         for n in 0..300 {
-            let valid = pipeline
-                .validate(
-                    Some(json!({"eventType": "x", "props": {"n": n}})),
-                    pipeline.now(),
-                )
-                .expect("valid");
-            let answer = pipeline.accept(valid, &Caller::Anonymous, &durable).await;
+            let answer = track_in(
+                &pipeline,
+                json!({"eventType": "x", "props": {"n": n}}),
+                &durable,
+            )
+            .await;
             assert_eq!(answer.expect("committed").status, TrackStatus::Accepted);
         }
         assert_eq!(store.count_events().await.expect("count"), 300);
