@@ -11,7 +11,8 @@ backend_tests!(
     a_full_batch_flushes_at_once,
     the_timer_flushes_a_partial_batch,
     force_flush_reports_what_it_wrote,
-    batches_larger_than_one_statement_are_written
+    batches_larger_than_one_statement_are_written,
+    a_batch_of_any_length_is_written_whole
 );
 
 async fn a_full_batch_flushes_at_once(backend: Backend) {
@@ -81,4 +82,22 @@ async fn batches_larger_than_one_statement_are_written(backend: Backend) {
         server.wait_for_count(2500, Duration::from_secs(30)).await,
         2500
     );
+}
+
+/// Statements have fixed lengths (SQLite writes 100, then 10, then 1 row at a time), so a
+/// batch of 123 takes every length; each event must land once, none left behind.
+async fn a_batch_of_any_length_is_written_whole(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| config.batch_size = 1000).await;
+    for size in [50, 50, 23] {
+        let events: Vec<Value> = (0..size).map(|_| page_view()).collect();
+        let reply = server
+            .call("eventIngestion.trackBatch", json!({"events": events}))
+            .await
+            .expect("batch");
+        assert_eq!(reply["successful"], size);
+    }
+    let report = server.force_flush().await;
+    assert_eq!(report["persisted"], 123);
+    assert_eq!(server.count().await, 123);
+    assert_eq!(server.stats().await["counters"]["persisted"], 123);
 }

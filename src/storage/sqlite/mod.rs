@@ -103,6 +103,37 @@ fn execute_for_ids(
     diesel::RunQueryDsl::execute(query, connection)
 }
 
+/// Writes `rows` (new ones only) in statements of fixed lengths: 100 rows, then 10, then 1.
+/// diesel caches the prepared statement of a fixed-length insert (its query id is static),
+/// where one statement of the batch's own length would be parsed again for every batch,
+/// which took a fifth of the writer's time.
+fn insert_rows(connection: &mut SqliteConnection, rows: &[EventRow]) -> QueryResult<usize> {
+    let (hundreds, rest) = rows.as_chunks::<100>();
+    let (tens, ones) = rest.as_chunks::<10>();
+    let mut written = 0;
+    for chunk in hundreds {
+        written += insert_fixed(connection, chunk)?;
+    }
+    for chunk in tens {
+        written += insert_fixed(connection, chunk)?;
+    }
+    for row in ones {
+        written += insert_fixed(connection, std::array::from_ref(row))?;
+    }
+    Ok(written)
+}
+
+fn insert_fixed<const N: usize>(
+    connection: &mut SqliteConnection,
+    rows: &[EventRow; N],
+) -> QueryResult<usize> {
+    let statement = diesel::insert_into(events::table)
+        .values(rows)
+        .on_conflict_do_nothing();
+    // The blocking connection takes diesel's synchronous execute.
+    diesel::RunQueryDsl::execute(statement, connection)
+}
+
 /// Events in an SQLite file.
 pub struct SqliteStore {
     pool: Pool<Connection>,
@@ -147,11 +178,7 @@ impl EventStore for SqliteStore {
                 connection.immediate_transaction(|connection| {
                     let mut inserted = 0;
                     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                        let statement = diesel::insert_into(events::table)
-                            .values(chunk)
-                            .on_conflict_do_nothing();
-                        // The blocking connection takes diesel's synchronous execute.
-                        let written = diesel::RunQueryDsl::execute(statement, connection)?;
+                        let written = insert_rows(connection, chunk)?;
                         let ids: Vec<&str> = chunk.iter().map(|row| row.id.as_str()).collect();
                         let mut withdrawn = 0;
                         if follow_ups.consent_check {
