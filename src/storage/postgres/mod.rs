@@ -2,6 +2,7 @@
 
 mod models;
 pub mod schema;
+mod statement;
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -18,6 +19,7 @@ use super::{
 use crate::event::EventRecord;
 use models::{EventRow, JsonbText, SessionRow};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
+use statement::Prepared;
 
 /// Per-connection settings: a runaway statement must not hold a pooled connection forever.
 const CONNECTION_SETUP: &str = "SET statement_timeout = '30s'; SET TIME ZONE 'UTC';";
@@ -94,7 +96,7 @@ async fn insert_unnest(
                 .map(|props| JsonbText(props.as_str().to_owned()))
         })
         .collect();
-    diesel::sql_query(INSERT_EVENTS)
+    let statement = diesel::sql_query(INSERT_EVENTS)
         .bind::<Array<SqlUuid>, _>(events.iter().map(|e| e.id).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(
             events
@@ -142,9 +144,8 @@ async fn insert_unnest(
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.region.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.city.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.ip_address.as_deref()))
-        .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.referrer_host.as_deref()))
-        .execute(connection)
-        .await
+        .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.referrer_host.as_deref()));
+    Prepared(statement).execute(connection).await
 }
 
 /// Events in PostgreSQL.
@@ -177,16 +178,14 @@ impl EventStore for PostgresStore {
                     let ids: Vec<Uuid> = chunk.iter().map(|event| event.id).collect();
                     let mut withdrawn = 0;
                     if follow_ups.consent_check {
-                        withdrawn = diesel::sql_query(DELETE_OPTED_OUT)
-                            .bind::<Array<SqlUuid>, _>(&ids)
-                            .execute(connection)
-                            .await?;
+                        let statement =
+                            diesel::sql_query(DELETE_OPTED_OUT).bind::<Array<SqlUuid>, _>(&ids);
+                        withdrawn = Prepared(statement).execute(connection).await?;
                     }
                     if follow_ups.session_upsert {
-                        diesel::sql_query(UPSERT_SESSIONS)
-                            .bind::<Array<SqlUuid>, _>(&ids)
-                            .execute(connection)
-                            .await?;
+                        let statement =
+                            diesel::sql_query(UPSERT_SESSIONS).bind::<Array<SqlUuid>, _>(&ids);
+                        Prepared(statement).execute(connection).await?;
                     }
                     inserted += written.saturating_sub(withdrawn);
                 }
