@@ -76,6 +76,22 @@ fn event(n: u64) -> Value {
     })
 }
 
+/// The load generator's own runtime (two worker threads, like `wrk -t2`). Sharing the server's
+/// runtime would put client and server tasks in one scheduler queue: a server task woken by
+/// the database (a durable reply, the flusher) would wait behind every client task, which no
+/// real client can do to a server.
+fn load_generator() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("load-generator")
+            .enable_all()
+            .build()
+            .expect("load generator runtime")
+    })
+}
+
 /// Sends `body(n)` from `connections` keep-alive loops for `duration`; with `interval`, each
 /// loop paces itself (open loop) instead of sending as fast as it can.
 async fn drive(
@@ -100,7 +116,7 @@ async fn drive(
             body.clone(),
             url.to_owned(),
         );
-        tasks.push(tokio::spawn(async move {
+        tasks.push(load_generator().spawn(async move {
             let mut latencies = Vec::new();
             // Paced loops start a fraction of an interval apart, so that the offered load
             // arrives spread over each interval rather than from every loop at once.
@@ -575,7 +591,7 @@ async fn main() {
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let (client, sent, url) = (client.clone(), sent.clone(), url.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(load_generator().spawn(async move {
             loop {
                 let n = sent.fetch_add(1, Ordering::Relaxed);
                 if n >= requests {
