@@ -84,7 +84,7 @@ async fn batches_larger_than_one_statement_are_written(backend: Backend) {
     );
 }
 
-/// Statements have fixed lengths (SQLite writes 100, then 10, then 1 row at a time), so a
+/// Statements have fixed lengths (SQLite writes 25, then 10, then 1 row at a time), so a
 /// batch of 123 takes every length; each event must land once, none left behind.
 async fn a_batch_of_any_length_is_written_whole(backend: Backend) {
     let server = TestServer::start_with(backend, |config| config.batch_size = 1000).await;

@@ -104,16 +104,22 @@ fn execute_for_ids(
     diesel::RunQueryDsl::execute(query, connection)
 }
 
-/// Writes `rows` (new ones only) in statements of fixed lengths: 100 rows, then 10, then 1.
-/// diesel caches the prepared statement of a fixed-length insert (its query id is static),
-/// where one statement of the batch's own length would be parsed again for every batch,
-/// which took a fifth of the writer's time.
+/// Writes `rows` (new ones only) in statements of fixed lengths: 25 rows, then 10, then 1.
+///
+/// - diesel caches the prepared statement of a fixed-length insert (its query id is static),
+///   where one statement of the batch's own length was parsed again for every batch (a fifth
+///   of the writer's time).
+/// - SQLite writes on this process's cores, beside the request handlers. Between statements
+///   the writer yields its core, so that a request waits for at most one short statement
+///   (about 0.2 ms) rather than for the whole batch: with 500-row batches, p99 latency at
+///   half load went from 3.7 ms to 1.5 ms, at no cost in throughput.
 fn insert_rows(connection: &mut SqliteConnection, rows: &[EventRow]) -> QueryResult<usize> {
-    let (hundreds, rest) = rows.as_chunks::<100>();
+    let (long, rest) = rows.as_chunks::<25>();
     let (tens, ones) = rest.as_chunks::<10>();
     let mut written = 0;
-    for chunk in hundreds {
+    for chunk in long {
         written += insert_fixed(connection, chunk)?;
+        std::thread::yield_now();
     }
     for chunk in tens {
         written += insert_fixed(connection, chunk)?;
