@@ -40,6 +40,11 @@ impl FollowUps {
             session_upsert: batch.iter().any(|event| event.session_id.is_some()),
         }
     }
+
+    /// Whether the batch needs any statement besides its inserts.
+    pub(crate) fn any(&self) -> bool {
+        self.consent_check || self.session_upsert
+    }
 }
 
 /// The tables Sluice owns, in the order diagnostics report them.
