@@ -375,6 +375,27 @@ mod tests {
         assert!(database_path("").is_err());
     }
 
+    /// `.cargo/config.toml` builds the bundled SQLite without per-call and per-allocation
+    /// locks; a checkout without it would build a slower SQLite and not notice.
+    #[tokio::test]
+    async fn sqlite_is_built_without_needless_locks() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("options.db").display());
+        let store = SqliteStore::connect(&url, &PoolOptions::default())
+            .await
+            .expect("store");
+        let mut connection = pool::checkout(&store.pool).await.expect("connection");
+        for option in ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0"] {
+            let used: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                &format!("sqlite_compileoption_used('{option}')"),
+            ))
+            .get_result(&mut connection)
+            .await
+            .expect("query");
+            assert_eq!(used, 1, "SQLite built with {option}");
+        }
+    }
+
     /// In WAL mode new pages go to the log; without the background checkpoint the database
     /// file would stay empty until the log reached the writer's own 16 000-page threshold.
     #[tokio::test]
