@@ -78,7 +78,8 @@ impl EventRecord {
 pub struct Props(Box<str>);
 
 impl Props {
-    /// Props as the database returned them (JSON text).
+    /// Props from their JSON text (as validation serialized them, or the database returned
+    /// them).
     pub fn from_json_text(text: impl Into<Box<str>>) -> Self {
         Self(text.into())
     }

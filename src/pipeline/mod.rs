@@ -362,6 +362,7 @@ impl Pipeline {
     ) -> (EventRecord, Option<[u8; 16]>) {
         let ValidEvent {
             input,
+            props,
             occurred_at,
             received_at,
         } = valid;
@@ -400,7 +401,7 @@ impl Pipeline {
                 .session_id
                 .as_deref()
                 .and_then(|s| Uuid::try_parse(s).ok()),
-            props: input.props.map(crate::event::Props::from),
+            props,
             attribution,
             idempotency_key: input
                 .idempotency_key

@@ -12,6 +12,7 @@ use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use crate::api::error::ZodError;
 use crate::api::types::TrackEventInput;
+use crate::event::Props;
 
 /// The configurable business rules, with the defaults of DESIGN.md.
 #[derive(Debug, Clone)]
@@ -56,6 +57,8 @@ impl Default for BusinessRules {
 #[derive(Debug, Clone)]
 pub struct ValidEvent {
     pub input: TrackEventInput,
+    /// The props as they are stored: serialized once, here, where their size is checked.
+    pub props: Option<Props>,
     /// `props.occurred_at` when given, else the receive time.
     pub occurred_at: DateTime<Utc>,
     /// When the input was received (the `now` it was validated against).
@@ -73,10 +76,18 @@ pub fn validate_track_input(
     if let Err(derived) = input.validate() {
         collect_validator_errors(&derived, "", &mut errors);
     }
-    let occurred_at = check_business_rules(&input, rules, now, &mut errors);
+    let props = match input.props.as_ref().map(serde_json::to_string).transpose() {
+        Ok(text) => text.map(Props::from_json_text),
+        Err(error) => {
+            errors.field("props", error.to_string());
+            None
+        }
+    };
+    let occurred_at = check_business_rules(&input, props.as_ref(), rules, now, &mut errors);
     if errors.is_empty() {
         Ok(ValidEvent {
             input,
+            props,
             occurred_at,
             received_at: now,
         })
@@ -138,6 +149,7 @@ pub fn parse_input<T: DeserializeOwned>(raw: Option<Value>) -> Result<T, ZodErro
 
 fn check_business_rules(
     input: &TrackEventInput,
+    stored_props: Option<&Props>,
     rules: &BusinessRules,
     now: DateTime<Utc>,
     errors: &mut ZodError,
@@ -145,9 +157,8 @@ fn check_business_rules(
     if input.entity_id.is_some() && input.entity_type.is_none() {
         errors.field("entityType", "Required when entityId is given");
     }
-    let props = input.props.as_ref();
-    if let Some(props) = props {
-        let size = serialized_size(props);
+    if let Some(stored) = stored_props {
+        let size = stored.as_str().len();
         if size > rules.max_props_bytes {
             errors.field(
                 "props",
@@ -158,6 +169,7 @@ fn check_business_rules(
             );
         }
     }
+    let props = input.props.as_ref();
     if let Some(required) = rules.required_props.get(&input.event_type) {
         for name in required {
             if props.is_none_or(|props| props.get(name).is_none_or(Value::is_null)) {
@@ -177,25 +189,6 @@ fn check_business_rules(
                 now
             }
         },
-    }
-}
-
-/// The length of `value`'s compact JSON text, counted without building the text.
-fn serialized_size(value: &impl serde::Serialize) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => counter.0,
-        Err(_) => usize::MAX,
     }
 }
 
