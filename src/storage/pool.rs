@@ -46,15 +46,7 @@ where
     let mut manager_config = ManagerConfig::<C>::default();
     manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
-        async move {
-            let mut connection = C::establish(&url).await?;
-            connection
-                .batch_execute(setup_sql)
-                .await
-                .map_err(ConnectionError::CouldntSetupConfiguration)?;
-            Ok(connection)
-        }
-        .boxed()
+        async move { establish(&url, setup_sql).await }.boxed()
     });
     let manager = AsyncDieselConnectionManager::<C>::new_with_config(url, manager_config);
     Pool::builder(manager)
@@ -68,6 +60,19 @@ where
         .runtime(deadpool::Runtime::Tokio1)
         .build()
         .map_err(|error| StorageError::InvalidUrl(error.to_string()))
+}
+
+/// Opens one connection and runs `setup_sql` on it: what the pool does for each of its own.
+pub(super) async fn establish<C>(url: &str, setup_sql: &str) -> Result<C, ConnectionError>
+where
+    C: AsyncConnection + SimpleAsyncConnection,
+{
+    let mut connection = C::establish(url).await?;
+    connection
+        .batch_execute(setup_sql)
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(connection)
 }
 
 /// Takes a connection, mapping every pool failure to "unavailable".

@@ -15,10 +15,11 @@
 use std::time::Duration;
 
 use diesel::SqliteConnection;
-use diesel_async::AsyncConnection;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use tokio::task::AbortHandle;
 use tokio::time::MissedTickBehavior;
+
+use crate::storage::pool;
 
 /// How often the log is copied back.
 const INTERVAL: Duration = Duration::from_millis(250);
@@ -51,7 +52,7 @@ async fn run(path: String, setup: &'static str) {
         ticks.tick().await;
         let mut current = match connection.take() {
             Some(current) => current,
-            None => match open(&path, setup).await {
+            None => match pool::establish(&path, setup).await {
                 Ok(opened) => opened,
                 Err(error) => {
                     tracing::warn!(%error, "checkpointer cannot open the database");
@@ -71,17 +72,4 @@ async fn run(path: String, setup: &'static str) {
             Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
         }
     }
-}
-
-async fn open(
-    path: &str,
-    setup: &'static str,
-) -> Result<SyncConnectionWrapper<SqliteConnection>, diesel::ConnectionError> {
-    use diesel_async::SimpleAsyncConnection;
-    let mut connection = SyncConnectionWrapper::<SqliteConnection>::establish(path).await?;
-    connection
-        .batch_execute(setup)
-        .await
-        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-    Ok(connection)
 }

@@ -33,9 +33,9 @@ type Connection = SyncConnectionWrapper<SqliteConnection>;
 /// concurrent writers wait instead of failing, NORMAL sync is durable under WAL except on
 /// power loss. The page cache (8 MiB, filled only as pages are read) keeps the pages that
 /// inserts touch (the right edge of the time-ordered indexes, the inner pages of the others)
-/// in memory instead of reading them from the file again;
-/// statement journals stay in memory. Checkpoints run in the background (see `checkpoint`);
-/// a connection checkpoints by itself only past 16 000 pages (64 MiB of log), as a bound.
+/// in memory instead of reading them from the file again; statement journals stay in memory.
+/// Checkpoints run in the background (see `checkpoint`); a connection checkpoints by itself
+/// only past 16 000 pages (64 MiB of log), as a bound.
 const CONNECTION_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192; \
      PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16000;";
