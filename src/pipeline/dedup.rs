@@ -107,33 +107,37 @@ fn write_canonical_object(out: &mut Vec<u8>, fields: &Map<String, Value>, skip: 
         .filter(|key| Some(key.as_str()) != skip)
         .collect();
     keys.sort_unstable();
-    out.push(b'{');
-    for (index, key) in keys.into_iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
+    write_list(out, b'{', b'}', keys, |out, key| {
         write_scalar(out, key);
         out.push(b':');
         write_canonical(out, &fields[key]);
-    }
-    out.push(b'}');
+    });
 }
 
 fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Object(fields) => write_canonical_object(out, fields, None),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_canonical(out, item);
-            }
-            out.push(b']');
-        }
+        Value::Array(items) => write_list(out, b'[', b']', items, write_canonical),
         scalar => write_scalar(out, scalar),
     }
+}
+
+/// Writes `items` with `write_item`, separated by commas, between `open` and `close`.
+fn write_list<T>(
+    out: &mut Vec<u8>,
+    open: u8,
+    close: u8,
+    items: impl IntoIterator<Item = T>,
+    mut write_item: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(open);
+    for (index, item) in items.into_iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_item(out, item);
+    }
+    out.push(close);
 }
 
 fn write_scalar<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
