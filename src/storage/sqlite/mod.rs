@@ -7,6 +7,7 @@ mod checkpoint;
 mod models;
 pub mod schema;
 
+use super::pool::Pool;
 use async_trait::async_trait;
 use diesel::SqliteConnection;
 use diesel::prelude::*;
@@ -14,7 +15,6 @@ use diesel::result::QueryResult;
 use diesel::sql_types::Text;
 use diesel::sqlite::Sqlite;
 use diesel_async::RunQueryDsl;
-use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use uuid::Uuid;
 
@@ -29,14 +29,15 @@ use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 
 type Connection = SyncConnectionWrapper<SqliteConnection>;
 
-/// Per-connection settings: WAL lets readers run beside the writer, the busy timeout makes
-/// concurrent writers wait instead of failing, NORMAL sync is durable under WAL except on
+/// Per-connection settings: the busy timeout makes concurrent writers wait instead of failing
+/// (set first, so that the settings after it wait too: switching a new file to WAL needs a
+/// lock that a migration may hold), WAL lets readers run beside the writer, NORMAL sync is durable under WAL except on
 /// power loss. The page cache (8 MiB, filled only as pages are read) keeps the pages that
 /// inserts touch (the right edge of the time-ordered indexes, the inner pages of the others)
 /// in memory instead of reading them from the file again; statement journals stay in memory.
 /// Checkpoints run in the background (see `checkpoint`); a connection checkpoints by itself
 /// only past 16 000 pages (64 MiB of log), as a bound.
-const CONNECTION_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+const CONNECTION_SETUP: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192; \
      PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16000;";
 
@@ -394,6 +395,27 @@ mod tests {
             .expect("query");
             assert_eq!(used, 1, "SQLite built with {option}");
         }
+    }
+
+    /// A connection opened while another one holds the file's lock (the store's first
+    /// connection migrating it, say) waits for the lock instead of failing to open.
+    #[tokio::test]
+    async fn a_connection_opened_during_a_write_waits_for_it() {
+        use diesel::Connection as _;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("locked.db").display().to_string();
+        let mut holder = SqliteConnection::establish(&path).expect("open");
+        diesel::RunQueryDsl::execute(diesel::sql_query("BEGIN EXCLUSIVE"), &mut holder)
+            .expect("lock");
+        diesel::RunQueryDsl::execute(diesel::sql_query("CREATE TABLE t (x)"), &mut holder)
+            .expect("write");
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            diesel::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut holder)
+        });
+        let opened = pool::establish::<Connection>(&path, CONNECTION_SETUP).await;
+        released.join().expect("holder").expect("commit");
+        assert!(opened.is_ok(), "{:?}", opened.err());
     }
 
     /// In WAL mode new pages go to the log; without the background checkpoint the database
