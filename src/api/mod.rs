@@ -122,6 +122,7 @@ impl EventIngestion {
         let session = input.as_ref().and_then(session_of);
         self.rate_limits
             .check(&rate_limit_key(&caller, session, context), 1)?;
+        self.pipeline.check_room()?;
         let valid = self
             .pipeline
             .validate(input, self.pipeline.now())
@@ -153,6 +154,11 @@ impl EventIngestion {
             &rate_limit_key(&caller, session, context),
             batch.events.len(),
         )?;
+        if let Err(full) = self.pipeline.check_room() {
+            let error = ApiError::from(full);
+            let outcomes = batch.events.iter().map(|_| Err(error.clone()));
+            return Ok(batch_output(outcomes));
+        }
         let received_at = self.pipeline.now();
         // Items are accepted concurrently, so that in durable mode they share one commit;
         // each one is started in order, so index 0 wins a duplicate within the batch.
@@ -171,38 +177,7 @@ impl EventIngestion {
             }
         }))
         .await;
-        let results: Vec<BatchItemResult> = outcomes
-            .into_iter()
-            .enumerate()
-            .map(|(index, outcome)| match outcome {
-                Ok(data) => BatchItemResult {
-                    index,
-                    status: SettledStatus::Fulfilled,
-                    data: Some(data),
-                    error: None,
-                },
-                Err(error) => BatchItemResult {
-                    index,
-                    status: SettledStatus::Rejected,
-                    data: None,
-                    error: Some(ItemError {
-                        code: error.code.json_rpc_code(),
-                        data: error.data(Procedure::TrackBatch.path()),
-                        message: error.message,
-                    }),
-                },
-            })
-            .collect();
-        let successful = results
-            .iter()
-            .filter(|result| result.status == SettledStatus::Fulfilled)
-            .count();
-        Ok(TrackBatchOutput {
-            total: results.len(),
-            successful,
-            failed: results.len() - successful,
-            results,
-        })
+        Ok(batch_output(outcomes.into_iter()))
     }
 
     /// `eventIngestion.getStats` (admin): buffer, counters, rates, health and pool.
@@ -393,3 +368,43 @@ impl From<PipelineError> for ApiError {
         }
     }
 }
+
+/// The reply to a batch: one result per item, in input order.
+fn batch_output(
+    outcomes: impl Iterator<Item = Result<TrackEventOutput, ApiError>>,
+) -> TrackBatchOutput {
+    let results: Vec<BatchItemResult> = outcomes
+        .enumerate()
+        .map(|(index, outcome)| match outcome {
+            Ok(data) => BatchItemResult {
+                index,
+                status: SettledStatus::Fulfilled,
+                data: Some(data),
+                error: None,
+            },
+            Err(error) => BatchItemResult {
+                index,
+                status: SettledStatus::Rejected,
+                data: None,
+                error: Some(ItemError {
+                    code: error.code.json_rpc_code(),
+                    data: error.data(Procedure::TrackBatch.path()),
+                    message: error.message,
+                }),
+            },
+        })
+        .collect();
+    let successful = results
+        .iter()
+        .filter(|result| result.status == SettledStatus::Fulfilled)
+        .count();
+    TrackBatchOutput {
+        total: results.len(),
+        successful,
+        failed: results.len() - successful,
+        results,
+    }
+}
+
+#[cfg(test)]
+mod tests;

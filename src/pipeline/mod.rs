@@ -195,6 +195,12 @@ impl Pipeline {
         result
     }
 
+    /// Refuses new events while the buffer is full: the cheap check before the work. A push
+    /// that finds the buffer full after the work is still refused the same way.
+    pub fn check_room(&self) -> Result<(), PipelineError> {
+        Ok(self.buffer.check_room()?)
+    }
+
     /// Stamps the caller's identity on a valid event, gives it an id, and buffers it, unless
     /// it repeats an idempotency key (`replayed`) or a recent event (`duplicate`).
     ///
