@@ -94,6 +94,32 @@ async fn probes_report_liveness_readiness_and_metrics(backend: Backend) {
     }
 }
 
+/// A pooled connection that PostgreSQL closed (an administrator terminated its backend) is
+/// replaced at checkout, also one used a moment ago, which skips the test query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_database_closed_is_not_handed_out() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let server = TestServer::start(backend).await;
+    server
+        .track(json!({"eventType": "before_termination"}))
+        .await;
+    assert_eq!(server.force_flush().await["persisted"], 1);
+    server
+        .execute_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            "",
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    server
+        .track(json!({"eventType": "after_termination"}))
+        .await;
+    assert_eq!(server.force_flush().await["persisted"], 1);
+}
+
 /// PostgreSQL made unreachable (a proxy in front of it is cut) while events arrive: they are
 /// kept, readiness says so, and everything is written once the database is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

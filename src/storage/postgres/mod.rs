@@ -4,9 +4,9 @@ mod models;
 pub mod schema;
 mod statement;
 
+use super::pool::Pool;
 use async_trait::async_trait;
 use diesel::prelude::*;
-use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
