@@ -43,6 +43,8 @@ struct Run {
     requests: u64,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// Cores busy on average during the run, whoever used them.
+    cores: f64,
 }
 
 impl Run {
@@ -60,20 +62,78 @@ impl Run {
     }
 }
 
-/// A varied, realistic track input (distinct props, so dedup keeps them all).
+const EVENT_TYPES: [&str; 4] = [
+    "page_viewed",
+    "button_clicked",
+    "signed_up",
+    "search_performed",
+];
+
+/// A varied, realistic track input (distinct props, so dedup keeps them all), as a value.
+/// The reference that [`write_event`] must match.
 fn event(n: u64) -> Value {
-    let types = [
-        "page_viewed",
-        "button_clicked",
-        "signed_up",
-        "search_performed",
-    ];
     json!({
-        "eventType": types[(n % 4) as usize],
+        "eventType": EVENT_TYPES[(n % 4) as usize],
         "source": "web",
         "props": {"path": format!("/products/{}", n % 997), "n": n, "ref": "bench"},
         "attribution": {"utmSource": "newsletter", "landingPage": "https://shop.example.com/?utm_medium=email"}
     })
+}
+
+/// Appends the JSON text of `event(n)` to `out`. The load generator renders its bodies this
+/// way, as `wrk` sends prepared ones, so that building a `Value` tree per event does not take
+/// the cores the server is measured on (a 50-event batch cost the client tens of µs).
+fn write_event(out: &mut String, n: u64) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        r#"{{"eventType":"{}","source":"web","props":{{"path":"/products/{}","n":{n},"ref":"bench"}},"attribution":{{"utmSource":"newsletter","landingPage":"https://shop.example.com/?utm_medium=email"}}}}"#,
+        EVENT_TYPES[(n % 4) as usize],
+        n % 997
+    );
+}
+
+/// A JSON-RPC request body for `method` whose params are written by `params`.
+fn rpc_body(method: &str, params: impl FnOnce(&mut String)) -> String {
+    let mut body = String::with_capacity(512);
+    body.push_str(r#"{"jsonrpc":"2.0","id":1,"method":""#);
+    body.push_str(method);
+    body.push_str(r#"","params":"#);
+    params(&mut body);
+    body.push('}');
+    body
+}
+
+fn track_body(n: u64) -> String {
+    rpc_body("eventIngestion.track", |out| write_event(out, n))
+}
+
+fn batch_body(first: u64) -> String {
+    rpc_body("eventIngestion.trackBatch", |out| {
+        out.reserve(50 * 220);
+        out.push_str(r#"{"events":["#);
+        for i in 0..50 {
+            if i > 0 {
+                out.push(',');
+            }
+            write_event(out, first + i);
+        }
+        out.push_str("]}");
+    })
+}
+
+/// The rendered bodies must be exactly the requests the `Value` reference describes.
+fn check_bodies() {
+    for n in [0, 1, 2, 3, 996, 997, 123_456_789] {
+        let track: Value = serde_json::from_str(&track_body(n)).expect("track body is JSON");
+        assert_eq!(track, rpc_json("eventIngestion.track", event(n)));
+    }
+    let batch: Value = serde_json::from_str(&batch_body(100)).expect("batch body is JSON");
+    let events: Vec<Value> = (100..150).map(event).collect();
+    assert_eq!(
+        batch,
+        rpc_json("eventIngestion.trackBatch", json!({ "events": events }))
+    );
 }
 
 /// The load generator's own runtime (two worker threads, like `wrk -t2`). Sharing the server's
@@ -92,6 +152,16 @@ fn load_generator() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// How a client treats a `trackBatch` reply that reports refused items (a full buffer).
+#[derive(Clone, Copy, PartialEq)]
+enum Refusals {
+    /// Any success status ends the request (single events, the no-op).
+    Ignore,
+    /// Send the same body again 20 ms later until nothing fails, as a client that honours
+    /// backpressure does. Items accepted the first time come back as duplicates.
+    Resend,
+}
+
 /// Sends `body(n)` from `connections` keep-alive loops for `duration`; with `interval`, each
 /// loop paces itself (open loop) instead of sending as fast as it can.
 async fn drive(
@@ -100,12 +170,14 @@ async fn drive(
     duration: Duration,
     interval: Option<Duration>,
     headers: &'static [(&'static str, &'static str)],
+    refusals: Refusals,
     body: Arc<dyn Fn(u64) -> String + Send + Sync>,
 ) -> Run {
     let client = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(connections)
         .build_http::<Full<Bytes>>();
     let counter = Arc::new(AtomicU64::new(0));
+    let ticks = cpu_ticks();
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -130,22 +202,30 @@ async fn drive(
                     tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
                 }
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                let mut request =
-                    http::Request::post(&url).header("content-type", "application/json");
-                for (name, value) in headers {
-                    request = request.header(*name, *value);
-                }
-                let request = request
-                    .body(Full::new(Bytes::from(body(n))))
-                    .expect("request");
+                let body = Bytes::from(body(n));
                 let sent = Instant::now();
-                let Ok(response) = client.request(request).await else {
-                    break;
-                };
-                let ok = response.status().is_success();
-                let bytes = response.into_body().collect().await.map(|b| b.to_bytes());
-                if !ok || bytes.is_err() {
-                    break;
+                loop {
+                    let mut request =
+                        http::Request::post(&url).header("content-type", "application/json");
+                    for (name, value) in headers {
+                        request = request.header(*name, *value);
+                    }
+                    let request = request.body(Full::new(body.clone())).expect("request");
+                    let Ok(response) = client.request(request).await else {
+                        return latencies;
+                    };
+                    let ok = response.status().is_success();
+                    let Ok(reply) = response.into_body().collect().await.map(|b| b.to_bytes())
+                    else {
+                        return latencies;
+                    };
+                    if !ok {
+                        return latencies;
+                    }
+                    if refusals == Refusals::Ignore || !reports_refusals(&reply) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 latencies.push(sent.elapsed().as_micros() as u64);
             }
@@ -160,11 +240,43 @@ async fn drive(
         requests: latencies_us.len() as u64,
         elapsed: started.elapsed(),
         latencies_us,
+        cores: cores_busy(ticks),
     }
 }
 
-fn rpc(method: &str, params: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string()
+/// Whether a `trackBatch` reply reports items that were not accepted.
+fn reports_refusals(reply: &[u8]) -> bool {
+    !reply.windows(11).any(|window| window == br#""failed":0,"#)
+}
+
+fn rpc_json(method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+}
+
+/// The machine's busy and total CPU time so far (`/proc/stat`, in ticks), to tell how much of
+/// the two cores a measurement used: a load that leaves cores idle is waiting, not computing.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Cores busy on average since `since` was read.
+fn cores_busy(since: (u64, u64)) -> f64 {
+    let (busy, total) = cpu_ticks();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let total = (total - since.1).max(1) as f64;
+    cores * (busy - since.0) as f64 / total
 }
 
 fn peak_rss_mib_of(pid: u32) -> f64 {
@@ -220,7 +332,8 @@ async fn transport_ceiling(connections: usize, duration: Duration) -> Run {
         duration,
         None,
         &[],
-        Arc::new(|_| rpc("bench.noop", json!([]))),
+        Refusals::Ignore,
+        Arc::new(|_| rpc_body("bench.noop", |out| out.push_str("[]"))),
     )
     .await;
     let _ = handle.stop();
@@ -313,7 +426,6 @@ async fn start(database_url: &str, adjust: impl FnOnce(&mut Config)) -> RunningS
         rate_limit_per_second: 0,
         batch_size: 500,
         batch_timeout_ms: 200,
-        buffer_capacity: 1_000_000,
         ..Config::default()
     };
     adjust(&mut config);
@@ -379,6 +491,7 @@ fn verdict(ok: bool) -> &'static str {
 async fn main() {
     let seconds = Duration::from_secs(env_or("SLUICE_BENCH_SECONDS", 5));
     let connections: usize = env_or("SLUICE_BENCH_CONNECTIONS", 32);
+    check_bodies();
     let memory_events: u64 = env_or("SLUICE_BENCH_EVENTS", 1_000_000);
     println!(
         "# Sluice benchmark: {} cores, {connections} connections, {}s per run",
@@ -388,10 +501,11 @@ async fn main() {
 
     let ceiling = transport_ceiling(connections, seconds).await;
     println!(
-        "transport ceiling (no-op JSON-RPC): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+        "transport ceiling (no-op JSON-RPC): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
         ceiling.rate(),
         ceiling.percentile(0.5),
-        ceiling.percentile(0.99)
+        ceiling.percentile(0.99),
+        ceiling.cores
     );
 
     let dir = tempfile::tempdir().expect("dir");
@@ -434,14 +548,16 @@ async fn main() {
             seconds,
             None,
             &[],
-            Arc::new(|n| rpc("eventIngestion.track", event(n))),
+            Refusals::Ignore,
+            Arc::new(track_body),
         )
         .await;
         println!(
-            "track (buffered): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            "track (buffered): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
             track.rate(),
             track.percentile(0.5),
-            track.percentile(0.99)
+            track.percentile(0.99),
+            track.cores
         );
         // The same load with the writes deferred until it ends: what the request path alone
         // costs, to tell it apart from the database work sharing the machine.
@@ -457,14 +573,16 @@ async fn main() {
             seconds,
             None,
             &[],
-            Arc::new(|n| rpc("eventIngestion.track", event(n + 50_000_000))),
+            Refusals::Ignore,
+            Arc::new(|n| track_body(n + 50_000_000)),
         )
         .await;
         println!(
-            "track, writes deferred until after the run (request path only): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            "track, writes deferred until after the run (request path only): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
             request_path.rate(),
             request_path.percentile(0.5),
-            request_path.percentile(0.99)
+            request_path.percentile(0.99),
+            request_path.cores
         );
         drain(&deferred).await;
         deferred.stop().await;
@@ -476,15 +594,20 @@ async fn main() {
             seconds,
             Some(interval),
             &[],
-            Arc::new(|n| rpc("eventIngestion.track", event(n + 10_000_000))),
+            Refusals::Ignore,
+            Arc::new(|n| track_body(n + 10_000_000)),
         )
         .await;
         println!(
-            "track at half of peak ({half:.0} req/s offered): p50 {:.2} ms, p99 {:.2} ms",
+            "track at half of peak ({half:.0} req/s offered): p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
             paced.percentile(0.5),
-            paced.percentile(0.99)
+            paced.percentile(0.99),
+            paced.cores
         );
         drain(&server).await;
+        let pipeline = server.service().pipeline();
+        let persisted_before = pipeline.stats().counters.persisted;
+        let ticks = cpu_ticks();
         let batch_started = Instant::now();
         let batch = drive(
             &url,
@@ -492,18 +615,32 @@ async fn main() {
             seconds,
             None,
             &[],
-            Arc::new(|n| {
-                let events: Vec<Value> = (0..50).map(|i| event(20_000_000 + n * 50 + i)).collect();
-                rpc("eventIngestion.trackBatch", json!({"events": events}))
-            }),
+            Refusals::Resend,
+            Arc::new(|n| batch_body(20_000_000 + n * 50)),
         )
         .await;
-        // Count a batch as done when it is in the database, not when it is buffered.
+        let load_elapsed = batch_started.elapsed();
+        let load_cores = cores_busy(ticks);
+        let ticks = cpu_ticks();
+        let at_load_end = pipeline.stats().counters;
+        // Count an event when it is in the database, not when it is buffered: the figure is
+        // what was written over the load plus the time to drain what it left behind.
         drain(&server).await;
-        let batch_events = (batch.requests * 50) as f64 / batch_started.elapsed().as_secs_f64();
+        let elapsed = batch_started.elapsed();
+        let persisted = pipeline.stats().counters.persisted - persisted_before;
+        let batch_events = persisted as f64 / elapsed.as_secs_f64();
+        let drained = persisted - (at_load_end.persisted - persisted_before);
+        let drain_cores = cores_busy(ticks);
         println!(
             "trackBatch (50 events): {:.0} req/s accepted; {batch_events:.0} events/s written (load plus drain)",
             batch.rate()
+        );
+        println!(
+            "  written during the {:.1} s load: {:.0} events/s, {load_cores:.1} cores busy; the {drained} left drained in {:.1} s: {:.0} events/s, {drain_cores:.1} cores busy",
+            load_elapsed.as_secs_f64(),
+            (at_load_end.persisted - persisted_before) as f64 / load_elapsed.as_secs_f64(),
+            (elapsed - load_elapsed).as_secs_f64(),
+            drained as f64 / (elapsed - load_elapsed).as_secs_f64().max(1e-9)
         );
         let durable = drive(
             &url,
@@ -511,14 +648,16 @@ async fn main() {
             seconds,
             None,
             &[("x-sluice-ack", "durable")],
-            Arc::new(|n| rpc("eventIngestion.track", event(n + 30_000_000))),
+            Refusals::Ignore,
+            Arc::new(|n| track_body(n + 30_000_000)),
         )
         .await;
         println!(
-            "track (durable): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            "track (durable): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
             durable.rate(),
             durable.percentile(0.5),
-            durable.percentile(0.99)
+            durable.percentile(0.99),
+            durable.cores
         );
         server.stop().await;
 
@@ -597,8 +736,7 @@ async fn main() {
                 if n >= requests {
                     break;
                 }
-                let events: Vec<Value> = (0..50).map(|i| event(40_000_000 + n * 50 + i)).collect();
-                let body = Bytes::from(rpc("eventIngestion.trackBatch", json!({"events": events})));
+                let body = Bytes::from(batch_body(40_000_000 + n * 50));
                 // Refused items (full buffer) are sent again; accepted ones come back as
                 // duplicates, so nothing is counted twice.
                 loop {
@@ -612,9 +750,7 @@ async fn main() {
                     let Ok(bytes) = response.into_body().collect().await else {
                         return;
                     };
-                    let reply: Value =
-                        serde_json::from_slice(&bytes.to_bytes()).unwrap_or(Value::Null);
-                    if reply["result"]["failed"] == 0 {
+                    if !reports_refusals(&bytes.to_bytes()) {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
