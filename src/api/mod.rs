@@ -154,11 +154,9 @@ impl EventIngestion {
             &rate_limit_key(&caller, session, context),
             batch.events.len(),
         )?;
-        if let Err(full) = self.pipeline.check_room() {
-            let error = ApiError::from(full);
-            let outcomes = batch.events.iter().map(|_| Err(error.clone()));
-            return Ok(batch_output(outcomes));
-        }
+        // Nothing fits: the whole batch is refused at once, as a rate limit refuses it, with
+        // a small reply rather than fifty item errors.
+        self.pipeline.check_room()?;
         let received_at = self.pipeline.now();
         // Items are accepted concurrently, so that in durable mode they share one commit;
         // each one is started in order, so index 0 wins a duplicate within the batch.

@@ -33,7 +33,7 @@ fn item_codes(output: &TrackBatchOutput) -> Vec<Option<i32>> {
 }
 
 #[tokio::test]
-async fn a_full_buffer_turns_a_batch_away_before_validating_it() {
+async fn a_full_buffer_turns_requests_away_before_validating_them() {
     let (service, _flusher, store) = service(2);
     let context = RequestContext::default();
     store.set_writes_failing(true);
@@ -44,19 +44,13 @@ async fn a_full_buffer_turns_a_batch_away_before_validating_it() {
         .expect("answered");
     assert_eq!(filled.successful, 2);
 
-    let unavailable = ErrorCode::ServiceUnavailable.json_rpc_code();
     let mixed = json!({"events": [{"eventType": "c"}, "not an object"]});
     let refused = service
         .track_batch(&context, Some(mixed.clone()))
         .await
-        .expect("answered");
-    assert_eq!(refused.failed, 2);
-    assert_eq!(
-        item_codes(&refused),
-        [Some(unavailable), Some(unavailable)],
-        "nothing was validated: every item is told to retry"
-    );
-    assert!(refused.results[1].error.as_ref().expect("error").data["retryAfterSeconds"].is_u64());
+        .expect_err("nothing fits: the batch is refused before its items are validated");
+    assert_eq!(refused.code, ErrorCode::ServiceUnavailable);
+    assert_eq!(refused.retry_after_secs, Some(1));
     let single = service
         .track(&context, Some(json!({"eventType": "d"})))
         .await
