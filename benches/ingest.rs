@@ -614,6 +614,32 @@ async fn main() {
             paced.percentile(0.99),
             paced.cores
         );
+        // The same offered load on a server with the shipped batching (100 events, 10 s):
+        // each write is a fifth as long, so requests wait less behind it.
+        let shipped = start(&url_for("shipped"), |config| {
+            let defaults = Config::default();
+            config.batch_size = defaults.batch_size;
+            config.batch_timeout_ms = defaults.batch_timeout_ms;
+        })
+        .await;
+        let paced_shipped = drive(
+            &format!("http://{}", shipped.local_addr()),
+            connections,
+            seconds,
+            Some(interval),
+            &[],
+            Refusals::Ignore,
+            Arc::new(|n| track_body(n + 60_000_000)),
+        )
+        .await;
+        println!(
+            "track at the same load, shipped batching ({} events): p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
+            Config::default().batch_size,
+            paced_shipped.percentile(0.5),
+            paced_shipped.percentile(0.99),
+            paced_shipped.cores
+        );
+        shipped.stop().await;
         drain(&server).await;
         let pipeline = server.service().pipeline();
         let persisted_before = pipeline.stats().counters.persisted;
@@ -700,9 +726,11 @@ async fn main() {
             verdict(r2 >= 0.80)
         );
         println!(
-            "  p99 at half load = {:.2} ms (target <= 2 ms: {})",
+            "  p99 at half load = {:.2} ms with 500-event batches, {:.2} ms with the shipped batching (target <= 2 ms: {} / {})",
             paced.percentile(0.99),
-            verdict(paced.percentile(0.99) <= 2.0)
+            paced_shipped.percentile(0.99),
+            verdict(paced.percentile(0.99) <= 2.0),
+            verdict(paced_shipped.percentile(0.99) <= 2.0)
         );
         let r3 = durable.rate() / track.rate();
         println!(
