@@ -157,6 +157,9 @@ pub struct ApiError {
     pub zod_error: Option<ZodError>,
     /// Seconds after which a retry may succeed (rate limits, full buffer).
     pub retry_after_secs: Option<u64>,
+    /// Backpressure logged where it arises (a full buffer says so once per episode), so
+    /// that an overload does not also write a log line for every refused request.
+    pub logged_at_source: bool,
 }
 
 impl ApiError {
@@ -166,6 +169,7 @@ impl ApiError {
             message: message.into(),
             zod_error: None,
             retry_after_secs: None,
+            logged_at_source: false,
         }
     }
 
@@ -218,7 +222,9 @@ impl ApiError {
     /// Validation messages can quote what the client sent (which may be personal data), so
     /// for those only the names of the failing fields are logged.
     pub fn log(&self, path: &str) {
-        if let Some(zod) = &self.zod_error {
+        if self.logged_at_source {
+            tracing::debug!(path, code = self.code.key(), message = %self.message, "request refused");
+        } else if let Some(zod) = &self.zod_error {
             let fields: Vec<&str> = zod.field_errors.keys().map(String::as_str).collect();
             tracing::warn!(
                 path,

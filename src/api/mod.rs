@@ -324,10 +324,13 @@ fn to_json<T: Serialize>(result: Result<T, ApiError>) -> Result<Value, ApiError>
 impl From<PipelineError> for ApiError {
     fn from(error: PipelineError) -> Self {
         match error {
-            PipelineError::BufferFull(full) => ApiError::unavailable(
-                format!("{full}; the event was not accepted, retry later"),
-                1,
-            ),
+            PipelineError::BufferFull(full) => ApiError {
+                logged_at_source: true,
+                ..ApiError::unavailable(
+                    format!("{full}; the event was not accepted, retry later"),
+                    1,
+                )
+            },
             PipelineError::FlushFailed(failure) => {
                 ApiError::unavailable(format!("Flush failed: {failure}"), 1)
             }

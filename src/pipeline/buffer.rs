@@ -5,6 +5,7 @@
 //! (100 000 events by default) is most of the memory Sluice uses.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -27,6 +28,9 @@ pub struct Buffer {
     capacity: usize,
     batch_size: usize,
     batch_ready: Notify,
+    /// Whether the last attempt to add found no room: a full buffer is logged once when it
+    /// starts refusing and once when it has room again, not for every refused request.
+    refusing: AtomicBool,
 }
 
 impl Buffer {
@@ -36,6 +40,7 @@ impl Buffer {
             capacity,
             batch_size,
             batch_ready: Notify::new(),
+            refusing: AtomicBool::new(false),
         }
     }
 
@@ -48,13 +53,14 @@ impl Buffer {
         let len = {
             let mut queue = self.lock();
             if queue.len() >= self.capacity {
-                return Err(BufferFull {
-                    capacity: self.capacity,
-                });
+                return Err(self.refuse());
             }
             queue.push_back(slot);
             queue.len()
         };
+        if self.refusing.load(Ordering::Relaxed) && self.refusing.swap(false, Ordering::Relaxed) {
+            tracing::info!("event buffer has room again; accepting events");
+        }
         if len >= self.batch_size {
             self.batch_ready.notify_one();
         }
@@ -93,11 +99,21 @@ impl Buffer {
     /// turned away before its events are validated and enriched for nothing.
     pub fn check_room(&self) -> Result<(), BufferFull> {
         if self.len() >= self.capacity {
-            return Err(BufferFull {
-                capacity: self.capacity,
-            });
+            return Err(self.refuse());
         }
         Ok(())
+    }
+
+    fn refuse(&self) -> BufferFull {
+        if !self.refusing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                capacity = self.capacity,
+                "event buffer is full: new events are refused until the flusher makes room"
+            );
+        }
+        BufferFull {
+            capacity: self.capacity,
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -171,6 +187,44 @@ mod tests {
         buffer.requeue_front(taken);
         let ids: Vec<_> = buffer.take(10).into_iter().map(|e| e.id).collect();
         assert_eq!(ids, events.iter().map(|e| e.id).collect::<Vec<_>>());
+    }
+
+    /// Writes what a subscriber logs into a shared buffer, for the test to read.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_is_logged_once_per_episode_not_per_refusal() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let buffer = Buffer::new(1, 1);
+            buffer.push(event("a")).expect("room");
+            for _ in 0..5 {
+                assert!(buffer.check_room().is_err());
+                assert!(buffer.push(event("b")).is_err());
+            }
+            buffer.take(1);
+            buffer.push(event("c")).expect("room again");
+            assert!(buffer.push(event("d")).is_err());
+        });
+        let text = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8");
+        assert_eq!(text.matches("event buffer is full").count(), 2, "{text}");
+        assert_eq!(text.matches("has room again").count(), 1, "{text}");
     }
 
     #[test]
