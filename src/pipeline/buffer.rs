@@ -58,8 +58,14 @@ impl Buffer {
             queue.push_back(slot);
             queue.len()
         };
-        if self.refusing.load(Ordering::Relaxed) && self.refusing.swap(false, Ordering::Relaxed) {
-            tracing::info!("event buffer has room again; accepting events");
+        // Under a steady overload the buffer is full again a few milliseconds after each
+        // write; an episode ends only once it is below 90 % (where health stops being
+        // critical), not at every write.
+        if self.refusing.load(Ordering::Relaxed)
+            && len < self.capacity - self.capacity / 10
+            && self.refusing.swap(false, Ordering::Relaxed)
+        {
+            tracing::info!(len, "event buffer has room again; accepting events");
         }
         if len >= self.batch_size {
             self.batch_ready.notify_one();
@@ -212,15 +218,22 @@ mod tests {
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            let buffer = Buffer::new(1, 1);
-            buffer.push(event("a")).expect("room");
+            let buffer = Buffer::new(10, 10);
+            let fill = |buffer: &Buffer| {
+                while buffer.push(event("fill")).is_ok() {}
+            };
+            fill(&buffer);
             for _ in 0..5 {
                 assert!(buffer.check_room().is_err());
-                assert!(buffer.push(event("b")).is_err());
+                assert!(buffer.push(event("refused")).is_err());
             }
+            // A write makes a little room, and the overload fills it at once: same episode.
             buffer.take(1);
-            buffer.push(event("c")).expect("room again");
-            assert!(buffer.push(event("d")).is_err());
+            fill(&buffer);
+            // The load subsides and the buffer drains: the episode ends; a new one can start.
+            buffer.take(10);
+            buffer.push(event("calm")).expect("room");
+            fill(&buffer);
         });
         let text = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8");
         assert_eq!(text.matches("event buffer is full").count(), 2, "{text}");
