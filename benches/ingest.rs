@@ -57,6 +57,15 @@ impl Run {
     fn core_micros(&self) -> f64 {
         self.cores * 1e6 / self.rate().max(1e-9)
     }
+    /// The run's latencies and CPU, as printed.
+    fn latencies(&self) -> String {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
+            self.percentile(0.5),
+            self.percentile(0.99),
+            self.cores
+        )
+    }
     fn percentile(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
@@ -252,6 +261,28 @@ async fn drive(
         cores: cores_busy(ticks),
         resent: resent.load(Ordering::Relaxed),
     }
+}
+
+/// `track` from every connection at a fixed `interval` (open loop), events numbered from
+/// `first`.
+async fn paced_track(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    interval: Duration,
+    first: u64,
+) -> Run {
+    let body = Arc::new(move |n| track_body(first + n));
+    drive(
+        url,
+        connections,
+        duration,
+        Some(interval),
+        &[],
+        Refusals::Ignore,
+        body,
+    )
+    .await
 }
 
 /// Whether a `trackBatch` reply reports items that were not accepted.
@@ -511,11 +542,9 @@ async fn main() {
 
     let ceiling = transport_ceiling(connections, seconds).await;
     println!(
-        "transport ceiling (no-op JSON-RPC): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
+        "transport ceiling (no-op JSON-RPC): {:.0} req/s, {}",
         ceiling.rate(),
-        ceiling.percentile(0.5),
-        ceiling.percentile(0.99),
-        ceiling.cores
+        ceiling.latencies()
     );
 
     let dir = tempfile::tempdir().expect("dir");
@@ -563,11 +592,9 @@ async fn main() {
         )
         .await;
         println!(
-            "track (buffered): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
+            "track (buffered): {:.0} req/s, {}",
             track.rate(),
-            track.percentile(0.5),
-            track.percentile(0.99),
-            track.cores
+            track.latencies()
         );
         // The same load with the writes deferred until it ends: what the request path alone
         // costs, to tell it apart from the database work sharing the machine.
@@ -588,31 +615,18 @@ async fn main() {
         )
         .await;
         println!(
-            "track, writes deferred until after the run (request path only): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
+            "track, writes deferred until after the run (request path only): {:.0} req/s, {}",
             request_path.rate(),
-            request_path.percentile(0.5),
-            request_path.percentile(0.99),
-            request_path.cores
+            request_path.latencies()
         );
         drain(&deferred).await;
         deferred.stop().await;
         let half = track.rate() / 2.0;
         let interval = Duration::from_secs_f64(connections as f64 / half.max(1.0));
-        let paced = drive(
-            &url,
-            connections,
-            seconds,
-            Some(interval),
-            &[],
-            Refusals::Ignore,
-            Arc::new(|n| track_body(n + 10_000_000)),
-        )
-        .await;
+        let paced = paced_track(&url, connections, seconds, interval, 10_000_000).await;
         println!(
-            "track at half of peak ({half:.0} req/s offered): p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
-            paced.percentile(0.5),
-            paced.percentile(0.99),
-            paced.cores
+            "track at half of peak ({half:.0} req/s offered): {}",
+            paced.latencies()
         );
         // The same offered load on a server with the shipped batching (100 events, 10 s):
         // each write is a fifth as long, so requests wait less behind it.
@@ -622,22 +636,13 @@ async fn main() {
             config.batch_timeout_ms = defaults.batch_timeout_ms;
         })
         .await;
-        let paced_shipped = drive(
-            &format!("http://{}", shipped.local_addr()),
-            connections,
-            seconds,
-            Some(interval),
-            &[],
-            Refusals::Ignore,
-            Arc::new(|n| track_body(n + 60_000_000)),
-        )
-        .await;
+        let shipped_url = format!("http://{}", shipped.local_addr());
+        let paced_shipped =
+            paced_track(&shipped_url, connections, seconds, interval, 60_000_000).await;
         println!(
-            "track at the same load, shipped batching ({} events): p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
+            "track at the same load, shipped batching ({} events): {}",
             Config::default().batch_size,
-            paced_shipped.percentile(0.5),
-            paced_shipped.percentile(0.99),
-            paced_shipped.cores
+            paced_shipped.latencies()
         );
         shipped.stop().await;
         drain(&server).await;
@@ -690,11 +695,9 @@ async fn main() {
         )
         .await;
         println!(
-            "track (durable): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
+            "track (durable): {:.0} req/s, {}",
             durable.rate(),
-            durable.percentile(0.5),
-            durable.percentile(0.99),
-            durable.cores
+            durable.latencies()
         );
         server.stop().await;
 
