@@ -172,7 +172,7 @@ fn load_generator() -> &'static tokio::runtime::Runtime {
 enum Refusals {
     /// Any success status ends the request (single events, the no-op).
     Ignore,
-    /// Send the same body again 20 ms later until nothing fails, as a client that honours
+    /// Send the same body again 10–30 ms later until nothing fails, as a client that honours
     /// backpressure does. Items accepted the first time come back as duplicates.
     Resend,
 }
@@ -243,7 +243,7 @@ async fn drive(
                         break;
                     }
                     resent.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(retry_delay()).await;
                 }
                 latencies.push(sent.elapsed().as_micros() as u64);
             }
@@ -283,6 +283,16 @@ async fn paced_track(
         body,
     )
     .await
+}
+
+/// How long a client waits before it resends refused events: 10 to 30 ms, at random, as a
+/// client with jittered backoff does; clients that all waited the same time would come back
+/// in lockstep, in bursts that no independent callers make.
+fn retry_delay() -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    Duration::from_micros(10_000 + hasher.finish() % 20_000)
 }
 
 /// Whether a `trackBatch` reply reports items that were not accepted.
@@ -805,7 +815,7 @@ async fn main() {
                     if !reports_refusals(&bytes.to_bytes()) {
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(retry_delay()).await;
                 }
             }
         }));
