@@ -5,8 +5,10 @@ use serde_json::json;
 use crate::backend_tests;
 use crate::support::database::database_url;
 use crate::support::proxy::ChaosProxy;
-use crate::support::raw_http::get;
-use crate::support::{Backend, TestDatabase, TestServer, page_view, test_config};
+use crate::support::raw_http::{get, post};
+use crate::support::{
+    Backend, TestDatabase, TestServer, assert_error, error_data, page_view, test_config,
+};
 
 backend_tests!(
     a_poison_row_is_dead_lettered_and_the_rest_written,
@@ -16,7 +18,8 @@ backend_tests!(
     sigkill_in_durable_mode_loses_no_acknowledged_event,
     sigterm_in_buffered_mode_loses_no_acknowledged_event,
     diagnostics_describe_the_database_and_pipeline,
-    a_soak_run_keeps_memory_flat
+    a_soak_run_keeps_memory_flat,
+    a_full_buffer_refuses_a_whole_batch_and_loses_nothing
 );
 
 async fn a_poison_row_is_dead_lettered_and_the_rest_written(backend: Backend) {
@@ -443,5 +446,115 @@ async fn a_soak_run_keeps_memory_flat(backend: Backend) {
         peak_after_warmup <= warm + warm / 2 + 16 * 1024,
         "memory grew from {warm} KiB to {peak_after_warmup} KiB over {} events: {samples:?}",
         acknowledged.len()
+    );
+}
+
+/// A write lock on the events table, held by a connection of the test's own until released:
+/// a real fault that stalls the flusher's writes on either backend, while reads go on.
+struct EventsLocked {
+    release: tokio::sync::oneshot::Sender<()>,
+    holder: tokio::task::JoinHandle<()>,
+}
+
+impl EventsLocked {
+    async fn hold(server: &TestServer) -> Self {
+        use diesel::connection::SimpleConnection;
+        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+        let url = server.database_url();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
+        let holder = if url.starts_with("postgres") {
+            tokio::spawn(async move {
+                let mut connection = diesel_async::AsyncPgConnection::establish(&url)
+                    .await
+                    .expect("connect");
+                connection
+                    .batch_execute("BEGIN; LOCK TABLE events IN EXCLUSIVE MODE;")
+                    .await
+                    .expect("lock");
+                let _ = locked.send(());
+                let _ = released.await;
+                connection.batch_execute("COMMIT").await.expect("unlock");
+            })
+        } else {
+            let path = url.trim_start_matches("sqlite://").to_owned();
+            tokio::task::spawn_blocking(move || {
+                let mut connection =
+                    <diesel::SqliteConnection as diesel::Connection>::establish(&path)
+                        .expect("open");
+                connection.batch_execute("BEGIN IMMEDIATE").expect("lock");
+                let _ = locked.send(());
+                let _ = released.blocking_recv();
+                connection.batch_execute("COMMIT").expect("unlock");
+            })
+        };
+        is_locked.await.expect("locked");
+        Self { release, holder }
+    }
+
+    async fn release(self) {
+        let _ = self.release.send(());
+        self.holder.await.expect("lock holder");
+    }
+}
+
+/// While the database cannot take writes, the buffer fills; a batch that finds it full is
+/// refused as a whole, on both transports, with a retry hint. Nothing accepted is lost, and
+/// the same batch is accepted once there is room.
+async fn a_full_buffer_refuses_a_whole_batch_and_loses_nothing(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.batch_size = 10;
+        config.buffer_capacity = 20;
+    })
+    .await;
+    let lock = EventsLocked::hold(&server).await;
+    for n in 0..10 {
+        server
+            .track(json!({"eventType": "stalled", "props": {"n": n}}))
+            .await;
+    }
+    // The flusher takes that batch and waits on the lock; the buffer fills behind it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.stats().await["bufferSize"] != 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for n in 0..20 {
+        server
+            .track(json!({"eventType": "waiting", "props": {"n": n}}))
+            .await;
+    }
+
+    let batch = json!({"events": [{"eventType": "late"}, "not even an object"]});
+    let refused = server
+        .call("eventIngestion.trackBatch", batch.clone())
+        .await
+        .expect_err("the buffer is full");
+    assert_error(&refused, "SERVICE_UNAVAILABLE", -32603);
+    assert_eq!(error_data(&refused)["retryAfterSeconds"], 1);
+    let trpc = post(
+        &format!("{}/api/trpc/eventIngestion.trackBatch", server.http_url()),
+        batch.to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(trpc.status, 503, "{}", trpc.text);
+    assert_eq!(trpc.body["error"]["data"]["code"], "SERVICE_UNAVAILABLE");
+
+    lock.release().await;
+    assert_eq!(
+        server
+            .wait_for_count(30, std::time::Duration::from_secs(30))
+            .await,
+        30,
+        "every accepted event is written once the lock is gone"
+    );
+    let retried = server
+        .call("eventIngestion.trackBatch", batch)
+        .await
+        .expect("room again");
+    assert_eq!(retried["successful"], 1);
+    assert_eq!(
+        retried["failed"], 1,
+        "now the bad item is validated: {retried}"
     );
 }
