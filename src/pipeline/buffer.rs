@@ -28,8 +28,9 @@ pub struct Buffer {
     capacity: usize,
     batch_size: usize,
     batch_ready: Notify,
-    /// Whether the last attempt to add found no room: a full buffer is logged once when it
-    /// starts refusing and once when it has room again, not for every refused request.
+    /// Whether the buffer has refused an event since it was last below 90 % full: an
+    /// overload is logged once when it starts and once when it is over, not for every
+    /// refused request.
     refusing: AtomicBool,
 }
 
