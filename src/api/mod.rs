@@ -175,7 +175,38 @@ impl EventIngestion {
             }
         }))
         .await;
-        Ok(batch_output(outcomes.into_iter()))
+        let results: Vec<BatchItemResult> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| match outcome {
+                Ok(data) => BatchItemResult {
+                    index,
+                    status: SettledStatus::Fulfilled,
+                    data: Some(data),
+                    error: None,
+                },
+                Err(error) => BatchItemResult {
+                    index,
+                    status: SettledStatus::Rejected,
+                    data: None,
+                    error: Some(ItemError {
+                        code: error.code.json_rpc_code(),
+                        data: error.data(Procedure::TrackBatch.path()),
+                        message: error.message,
+                    }),
+                },
+            })
+            .collect();
+        let successful = results
+            .iter()
+            .filter(|result| result.status == SettledStatus::Fulfilled)
+            .count();
+        Ok(TrackBatchOutput {
+            total: results.len(),
+            successful,
+            failed: results.len() - successful,
+            results,
+        })
     }
 
     /// `eventIngestion.getStats` (admin): buffer, counters, rates, health and pool.
@@ -367,43 +398,6 @@ impl From<PipelineError> for ApiError {
                 ApiError::unavailable("The server is shutting down; retry on another node", 1)
             }
         }
-    }
-}
-
-/// The reply to a batch: one result per item, in input order.
-fn batch_output(
-    outcomes: impl Iterator<Item = Result<TrackEventOutput, ApiError>>,
-) -> TrackBatchOutput {
-    let results: Vec<BatchItemResult> = outcomes
-        .enumerate()
-        .map(|(index, outcome)| match outcome {
-            Ok(data) => BatchItemResult {
-                index,
-                status: SettledStatus::Fulfilled,
-                data: Some(data),
-                error: None,
-            },
-            Err(error) => BatchItemResult {
-                index,
-                status: SettledStatus::Rejected,
-                data: None,
-                error: Some(ItemError {
-                    code: error.code.json_rpc_code(),
-                    data: error.data(Procedure::TrackBatch.path()),
-                    message: error.message,
-                }),
-            },
-        })
-        .collect();
-    let successful = results
-        .iter()
-        .filter(|result| result.status == SettledStatus::Fulfilled)
-        .count();
-    TrackBatchOutput {
-        total: results.len(),
-        successful,
-        failed: results.len() - successful,
-        results,
     }
 }
 

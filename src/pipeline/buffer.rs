@@ -12,6 +12,10 @@ use tokio::sync::Notify;
 
 use crate::event::EventRecord;
 
+/// The share of its capacity at which the buffer is critical: health says so, and an
+/// overload counts as over only once the buffer is below it again.
+pub const CRITICAL_FILL: f64 = 0.9;
+
 /// The buffer is full: the event was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("event buffer is full ({capacity} events)")]
@@ -60,10 +64,9 @@ impl Buffer {
             queue.len()
         };
         // Under a steady overload the buffer is full again a few milliseconds after each
-        // write; an episode ends only once it is below 90 % (where health stops being
-        // critical), not at every write.
+        // write; an episode ends only once it is no longer critical, not at every write.
         if self.refusing.load(Ordering::Relaxed)
-            && len < self.capacity - self.capacity / 10
+            && (len as f64) < self.capacity as f64 * CRITICAL_FILL
             && self.refusing.swap(false, Ordering::Relaxed)
         {
             tracing::info!(len, "event buffer has room again; accepting events");

@@ -144,7 +144,7 @@ impl Stats {
             }
         };
         let fill = ratio(buffer_size as u64, config.buffer_capacity as u64, 0.0);
-        let health = if consecutive >= 3 || fill >= 0.9 {
+        let health = if consecutive >= 3 || fill >= super::buffer::CRITICAL_FILL {
             Health::Critical
         } else if consecutive >= 1 || fill >= 0.5 {
             Health::Degraded
