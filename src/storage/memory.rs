@@ -17,6 +17,7 @@ pub struct MemoryStore {
     events: Mutex<Vec<EventRecord>>,
     idempotency_keys: Mutex<HashMap<Uuid, Uuid>>,
     consents: Mutex<HashMap<ConsentSubject, bool>>,
+    sessions: Mutex<HashMap<Uuid, SessionRecord>>,
     dead_letters: Mutex<Vec<Uuid>>,
     unavailable: AtomicBool,
     writes_failing: AtomicBool,
@@ -75,9 +76,18 @@ impl EventStore for MemoryStore {
                 "memory store writes switched off".into(),
             ));
         }
+        let opted_out: Vec<ConsentSubject> = {
+            let consents = self.consents.lock().unwrap_or_else(|p| p.into_inner());
+            consents
+                .iter()
+                .filter(|(_, granted)| !**granted)
+                .map(|(subject, _)| subject.clone())
+                .collect()
+        };
+        let kept = super::without_opted_out(batch, &opted_out);
         let mut events = self.lock();
-        let before = events.len();
-        for event in batch {
+        let mut written = Vec::new();
+        for event in kept {
             // The same uniqueness rules as the databases' indexes.
             let clash = events.iter().any(|stored| {
                 stored.id == event.id
@@ -88,9 +98,19 @@ impl EventStore for MemoryStore {
             });
             if !clash {
                 events.push(event.clone());
+                written.push(event);
             }
         }
-        Ok(events.len() - before)
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for row in super::sessions::fold(written.iter().copied()) {
+            match sessions.get_mut(&row.id) {
+                Some(stored) => stored.merge(row),
+                None => {
+                    sessions.insert(row.id, row);
+                }
+            }
+        }
+        Ok(written.len())
     }
 
     async fn claim_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<Uuid, StorageError> {
@@ -135,9 +155,10 @@ impl EventStore for MemoryStore {
             .collect())
     }
 
-    async fn find_session(&self, _id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
-        // Sessions are a database concern; the in-memory store keeps none.
-        Ok(None)
+    async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
+        self.check_available()?;
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(sessions.get(&id).cloned())
     }
 
     async fn dead_letter(&self, event: &EventRecord, _error: &str) -> Result<(), StorageError> {

@@ -7,6 +7,7 @@ mod memory;
 mod migrations;
 mod pool;
 pub mod postgres;
+mod sessions;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -47,6 +48,62 @@ impl FollowUps {
     }
 }
 
+/// The ids of the subjects (sessions and users) of `batch`, each once: what the write
+/// transaction looks up in the consents table.
+pub(crate) fn subject_ids(batch: &[EventRecord]) -> Vec<String> {
+    let mut ids: Vec<String> = batch
+        .iter()
+        .flat_map(|event| {
+            let session = event.session_id.map(|id| id.to_string());
+            [session, event.user_id.clone()]
+        })
+        .flatten()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The events of `batch` whose session and user have not opted out: the rows to insert.
+/// Checked inside the write transaction, so an opt-out recorded by any node is honoured even
+/// for events another node accepted.
+pub(crate) fn without_opted_out<'a>(
+    batch: &'a [EventRecord],
+    opted_out: &[ConsentSubject],
+) -> Vec<&'a EventRecord> {
+    if opted_out.is_empty() {
+        return batch.iter().collect();
+    }
+    let opted_out: std::collections::HashSet<&ConsentSubject> = opted_out.iter().collect();
+    batch
+        .iter()
+        .filter(|event| {
+            let session = event
+                .session_id
+                .map(|id| ConsentSubject::Session(id.to_string()));
+            let user = event.user_id.clone().map(ConsentSubject::User);
+            ![session, user]
+                .iter()
+                .flatten()
+                .any(|subject| opted_out.contains(subject))
+        })
+        .collect()
+}
+
+/// The rows of `inserted` whose ids the database reported as written, in batch order: the
+/// rows the session fold may count (a row skipped as a repeat, or written by an earlier
+/// attempt of the same batch, is not).
+pub(crate) fn written<'a>(
+    inserted: &[&'a EventRecord],
+    ids: &std::collections::HashSet<Uuid>,
+) -> Vec<&'a EventRecord> {
+    inserted
+        .iter()
+        .copied()
+        .filter(|event| ids.contains(&event.id))
+        .collect()
+}
+
 /// The tables Sluice owns, in the order diagnostics report them.
 pub const TABLES: [&str; 5] = [
     "events",
@@ -83,6 +140,7 @@ pub(crate) fn opted_out_query() -> diesel::query_builder::SqlQuery {
     diesel::sql_query("SELECT subject_type, subject_id FROM consents WHERE NOT granted")
 }
 
+/// The subjects of opted-out rows, whichever backend read them.
 pub(crate) fn opted_out_subjects(rows: Vec<OptedOutRow>) -> Vec<ConsentSubject> {
     rows.into_iter()
         .filter_map(|row| ConsentSubject::from_parts(&row.subject_type, row.subject_id))

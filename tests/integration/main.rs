@@ -12,6 +12,7 @@ mod flushing;
 mod jsonrpc_protocol;
 mod reliability;
 mod security;
+mod sessions;
 mod shutdown;
 mod track;
 mod trpc_client;

@@ -10,6 +10,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use std::collections::HashSet;
+
 use diesel::sql_types::{Array, Uuid as SqlUuid};
 
 use super::{
@@ -24,33 +26,18 @@ use statement::Prepared;
 /// Per-connection settings: a runaway statement must not hold a pooled connection forever.
 const CONNECTION_SETUP: &str = "SET statement_timeout = '30s'; SET TIME ZONE 'UTC';";
 
-/// Removes, inside the write transaction, the just-written events of subjects that opted out,
-/// so an opt-out recorded by any node is honoured even for events another node accepted.
-const DELETE_OPTED_OUT: &str = "
-    DELETE FROM events e
-    WHERE e.id = ANY($1)
-      AND EXISTS (
-        SELECT 1 FROM consents c
-        WHERE NOT c.granted
-          AND ((c.subject_type = 'session' AND c.subject_id = e.session_id::text)
-            OR (c.subject_type = 'user' AND c.subject_id = e.user_id)))";
+/// The opted-out subjects among the batch's sessions and users.
+const OPTED_OUT_OF_BATCH: &str = "
+    SELECT subject_type, subject_id FROM consents
+    WHERE NOT granted AND subject_id = ANY($1)";
 
-/// Folds the just-written events into their analytics sessions.
+/// Upserts the batch's sessions, one precomputed row each (see `storage::sessions`), with
+/// the rules of `SessionRecord::merge`.
 const UPSERT_SESSIONS: &str = "
     INSERT INTO sessions AS s
         (id, user_id, first_seen_at, last_seen_at, event_count, entry_page, device_type, country, utm_source)
-    SELECT session_id,
-           (array_agg(user_id ORDER BY occurred_at DESC) FILTER (WHERE user_id IS NOT NULL))[1],
-           min(occurred_at),
-           max(occurred_at),
-           count(*),
-           (array_agg(coalesce(landing_page, props->>'path') ORDER BY occurred_at))[1],
-           (array_agg(device_type ORDER BY occurred_at))[1],
-           (array_agg(country ORDER BY occurred_at) FILTER (WHERE country IS NOT NULL))[1],
-           (array_agg(utm_source ORDER BY occurred_at) FILTER (WHERE utm_source IS NOT NULL))[1]
-    FROM events
-    WHERE id = ANY($1) AND session_id IS NOT NULL
-    GROUP BY session_id
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+        $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[])
     ON CONFLICT (id) DO UPDATE SET
         user_id = coalesce(EXCLUDED.user_id, s.user_id),
         entry_page = CASE WHEN EXCLUDED.first_seen_at < s.first_seen_at
@@ -77,15 +64,24 @@ const INSERT_EVENTS: &str = "
         $19::text[], $20::uuid[], $21::text[], $22::timestamptz[], $23::timestamptz[],
         $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], $29::boolean[],
         $30::text[], $31::text[], $32::text[], $33::text[], $34::text[])
-    ON CONFLICT DO NOTHING";
+    ON CONFLICT DO NOTHING
+    RETURNING id";
 
+/// The id of a row an insert wrote.
+#[derive(QueryableByName)]
+struct WrittenId {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// Inserts `events`; returns the ids of the rows written (not those skipped as repeats).
 async fn insert_unnest(
     connection: &mut AsyncPgConnection,
-    events: &[EventRecord],
-) -> diesel::QueryResult<usize> {
+    events: &[&EventRecord],
+) -> diesel::QueryResult<Vec<Uuid>> {
     use diesel::sql_types::{Bool, Jsonb, Nullable, Text, Timestamptz};
     let text = |field: fn(&EventRecord) -> Option<&str>| -> Vec<Option<&str>> {
-        events.iter().map(field).collect()
+        events.iter().map(|event| field(event)).collect()
     };
     let props: Vec<Option<JsonbText>> = events
         .iter()
@@ -145,6 +141,29 @@ async fn insert_unnest(
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.city.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.ip_address.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.referrer_host.as_deref()));
+    let written: Vec<WrittenId> = Prepared(statement).load(connection).await?;
+    Ok(written.into_iter().map(|row| row.id).collect())
+}
+
+/// Upserts the sessions `rows` fold into.
+async fn upsert_sessions(
+    connection: &mut AsyncPgConnection,
+    rows: &[SessionRecord],
+) -> diesel::QueryResult<usize> {
+    use diesel::sql_types::{Int8, Nullable, Text, Timestamptz};
+    let text = |field: fn(&SessionRecord) -> Option<&str>| -> Vec<Option<&str>> {
+        rows.iter().map(field).collect()
+    };
+    let statement = diesel::sql_query(UPSERT_SESSIONS)
+        .bind::<Array<SqlUuid>, _>(rows.iter().map(|row| row.id).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(text(|row| row.user_id.as_deref()))
+        .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.first_seen_at).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.last_seen_at).collect::<Vec<_>>())
+        .bind::<Array<Int8>, _>(rows.iter().map(|row| row.event_count).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(text(|row| row.entry_page.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(text(|row| row.device_type.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(text(|row| row.country.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(text(|row| row.utm_source.as_deref()));
     Prepared(statement).execute(connection).await
 }
 
@@ -173,28 +192,31 @@ impl EventStore for PostgresStore {
         if !follow_ups.any() && batch.len() <= ROWS_PER_STATEMENT {
             // One statement is atomic by itself: no BEGIN and COMMIT round trips, which a
             // durable caller would wait for.
-            return Ok(insert_unnest(&mut connection, batch).await?);
+            let rows: Vec<&EventRecord> = batch.iter().collect();
+            return Ok(insert_unnest(&mut connection, &rows).await?.len());
         }
         let inserted = connection
             .transaction::<_, diesel::result::Error, _>(async |connection| {
-                let mut inserted = 0;
-                for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-                    let written = insert_unnest(connection, chunk).await?;
-                    let ids: Vec<Uuid> = chunk.iter().map(|event| event.id).collect();
-                    let mut withdrawn = 0;
-                    if follow_ups.consent_check {
-                        let statement =
-                            diesel::sql_query(DELETE_OPTED_OUT).bind::<Array<SqlUuid>, _>(&ids);
-                        withdrawn = Prepared(statement).execute(connection).await?;
-                    }
-                    if follow_ups.session_upsert {
-                        let statement =
-                            diesel::sql_query(UPSERT_SESSIONS).bind::<Array<SqlUuid>, _>(&ids);
-                        Prepared(statement).execute(connection).await?;
-                    }
-                    inserted += written.saturating_sub(withdrawn);
+                let opted_out = if follow_ups.consent_check {
+                    let statement =
+                        diesel::sql_query(OPTED_OUT_OF_BATCH)
+                            .bind::<Array<diesel::sql_types::Text>, _>(super::subject_ids(batch));
+                    super::opted_out_subjects(Prepared(statement).load(connection).await?)
+                } else {
+                    Vec::new()
+                };
+                let rows = super::without_opted_out(batch, &opted_out);
+                let mut ids = HashSet::with_capacity(rows.len());
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    ids.extend(insert_unnest(connection, chunk).await?);
                 }
-                Ok(inserted)
+                if follow_ups.session_upsert {
+                    let sessions = super::sessions::fold(super::written(&rows, &ids));
+                    for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
+                        upsert_sessions(connection, chunk).await?;
+                    }
+                }
+                Ok(ids.len())
             })
             .await?;
         Ok(inserted)

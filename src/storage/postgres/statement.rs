@@ -6,7 +6,7 @@
 //! statement may stay prepared on the connection (keyed by its text and bind types).
 
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 
 /// A query built from constant SQL text, safe to keep prepared on the connection.
@@ -28,4 +28,9 @@ impl<Q> QueryId for Prepared<Q> {
     // No static id: the cache is keyed by the SQL text and the bind types.
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+// Rows come back as the wrapped query's rows (`RETURNING`, `SELECT`).
+impl<Q: Query> Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
 }
