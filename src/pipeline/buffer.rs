@@ -5,7 +5,7 @@
 //! (100 000 events by default) is most of the memory Sluice uses.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -23,12 +23,15 @@ pub struct BufferFull {
     pub capacity: usize,
 }
 
-/// Accepted events waiting to be written, oldest first.
+/// Accepted events waiting to be written, oldest first, and those being written.
 ///
 /// A plain mutex is enough: every critical section is a push or a pop of a few pointers, and
 /// nothing awaits while holding it.
 pub struct Buffer {
     queue: Mutex<VecDeque<Slot>>,
+    /// Events taken by the flusher and not yet written or put back: still held in memory,
+    /// so they count against the capacity and in what the buffer reports.
+    in_flight: AtomicUsize,
     capacity: usize,
     batch_size: usize,
     batch_ready: Notify,
@@ -42,6 +45,7 @@ impl Buffer {
     pub fn new(capacity: usize, batch_size: usize) -> Self {
         Self {
             queue: Mutex::new(VecDeque::with_capacity(batch_size.min(capacity))),
+            in_flight: AtomicUsize::new(0),
             capacity,
             batch_size,
             batch_ready: Notify::new(),
@@ -55,13 +59,14 @@ impl Buffer {
     /// 500-event batch, it kept request handlers waiting, their cores idle, for a millisecond.
     pub fn push(&self, event: EventRecord) -> Result<(), BufferFull> {
         let slot = Slot::pack(event);
-        let len = {
+        let (len, queued) = {
             let mut queue = self.lock();
-            if queue.len() >= self.capacity {
+            let held = queue.len() + self.in_flight.load(Ordering::Relaxed);
+            if held >= self.capacity {
                 return Err(self.refuse());
             }
             queue.push_back(slot);
-            queue.len()
+            (held + 1, queue.len())
         };
         // Under a steady overload the buffer is full again a few milliseconds after each
         // write; an episode ends only once it is no longer critical, not at every write.
@@ -71,33 +76,54 @@ impl Buffer {
         {
             tracing::info!(len, "event buffer has room again; accepting events");
         }
-        if len >= self.batch_size {
+        if queued >= self.batch_size {
             self.batch_ready.notify_one();
         }
         Ok(())
     }
 
-    /// Removes up to `max` of the oldest events.
+    /// Takes up to `max` of the oldest events for writing. They stay counted as held until
+    /// [`Buffer::written`] or [`Buffer::requeue_front`] gives them up.
     pub fn take(&self, max: usize) -> Vec<EventRecord> {
         let slots: Vec<Slot> = {
             let mut queue = self.lock();
             let count = max.min(queue.len());
+            self.in_flight.fetch_add(count, Ordering::Relaxed);
             queue.drain(..count).collect()
         };
-        slots.into_iter().filter_map(Slot::unpack).collect()
+        let taken = slots.len();
+        let events: Vec<EventRecord> = slots.into_iter().filter_map(Slot::unpack).collect();
+        // An event that could not be unpacked is gone (and logged); it is no longer held.
+        self.written(taken - events.len());
+        events
+    }
+
+    /// The `count` events last taken are written (or dead-lettered): no longer held.
+    pub fn written(&self, count: usize) {
+        let _queue = self.lock();
+        self.in_flight.fetch_sub(count, Ordering::Relaxed);
     }
 
     /// Puts events whose write failed back in front, in their original order. They were
     /// already acknowledged, so capacity does not apply to them.
     pub fn requeue_front(&self, events: Vec<EventRecord>) {
+        let count = events.len();
         let slots: Vec<Slot> = events.into_iter().map(Slot::pack).collect();
         let mut queue = self.lock();
         for slot in slots.into_iter().rev() {
             queue.push_front(slot);
         }
+        self.in_flight.fetch_sub(count, Ordering::Relaxed);
     }
 
+    /// Every event held in memory: waiting, or being written.
     pub fn len(&self) -> usize {
+        let queue = self.lock();
+        queue.len() + self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Events waiting to be taken.
+    fn queued(&self) -> usize {
         self.lock().len()
     }
 
@@ -131,7 +157,7 @@ impl Buffer {
     }
 
     pub fn has_full_batch(&self) -> bool {
-        self.len() >= self.batch_size
+        self.queued() >= self.batch_size
     }
 
     /// Resolves when a push has filled a batch (immediately if one did since the last wait).
@@ -193,8 +219,10 @@ mod tests {
         }
         assert_eq!(buffer.push(event("e")), Err(BufferFull { capacity: 3 }));
         let taken = buffer.take(2);
-        assert_eq!(buffer.len(), 1);
+        assert_eq!(buffer.len(), 3, "events being written are still held");
+        assert_eq!(buffer.push(event("e")), Err(BufferFull { capacity: 3 }));
         buffer.requeue_front(taken);
+        assert_eq!(buffer.len(), 3);
         let ids: Vec<_> = buffer.take(10).into_iter().map(|e| e.id).collect();
         assert_eq!(ids, events.iter().map(|e| e.id).collect::<Vec<_>>());
     }
@@ -233,9 +261,11 @@ mod tests {
             }
             // A write makes a little room, and the overload fills it at once: same episode.
             buffer.take(1);
+            buffer.written(1);
             fill(&buffer);
             // The load subsides and the buffer drains: the episode ends; a new one can start.
             buffer.take(10);
+            buffer.written(10);
             buffer.push(event("calm")).expect("room");
             fill(&buffer);
         });
