@@ -356,6 +356,7 @@ impl Config {
             ack: self.ack,
             durable_timeout: defaults.durable_timeout,
             buffer_capacity: self.buffer_capacity,
+            admission_wait: defaults.admission_wait,
             enable_deduplication: self.dedup,
             enable_enrichment: self.enrichment,
             drop_bots: self.drop_bots,

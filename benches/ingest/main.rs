@@ -70,13 +70,14 @@ impl Run {
     fn core_micros(&self) -> f64 {
         self.cores * 1e6 / self.rate().max(1e-9)
     }
-    /// The run's latencies and CPU, as printed.
+    /// The run's latencies, CPU and refusals, as printed.
     fn latencies(&self) -> String {
         format!(
-            "p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy",
+            "p50 {:.2} ms, p99 {:.2} ms, {:.1} cores busy, {} refused",
             self.percentile(0.5),
             self.percentile(0.99),
-            self.cores
+            self.cores,
+            self.refused
         )
     }
     fn percentile(&self, p: f64) -> f64 {
@@ -841,6 +842,9 @@ async fn main() {
             Config::default().batch_size
         );
         drop(store);
+        if std::env::var("SLUICE_BENCH_CEILINGS_ONLY").is_ok() {
+            continue;
+        }
 
         // The write path under a flood, realistic traffic first, then the comparison line.
         let flood = write_path(

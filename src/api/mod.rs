@@ -122,7 +122,7 @@ impl EventIngestion {
         let session = input.as_ref().and_then(session_of);
         self.rate_limits
             .check(&rate_limit_key(&caller, session, context), 1)?;
-        self.pipeline.check_room()?;
+        self.pipeline.wait_for_room().await?;
         let valid = self
             .pipeline
             .validate(input, self.pipeline.now())
@@ -156,7 +156,7 @@ impl EventIngestion {
         )?;
         // Nothing fits: the whole batch is refused at once, as a rate limit refuses it, with
         // a small reply rather than fifty item errors.
-        self.pipeline.check_room()?;
+        self.pipeline.wait_for_room().await?;
         let received_at = self.pipeline.now();
         // Items are accepted concurrently, so that in durable mode they share one commit;
         // each one is started in order, so index 0 wins a duplicate within the batch.

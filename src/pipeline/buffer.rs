@@ -35,6 +35,8 @@ pub struct Buffer {
     capacity: usize,
     batch_size: usize,
     batch_ready: Notify,
+    /// Signalled whenever a write gives up events: room for callers waiting at the door.
+    room: Notify,
     /// Whether the buffer has refused an event since it was last below 90 % full: an
     /// overload is logged once when it starts and once when it is over, not for every
     /// refused request.
@@ -49,6 +51,7 @@ impl Buffer {
             capacity,
             batch_size,
             batch_ready: Notify::new(),
+            room: Notify::new(),
             refusing: AtomicBool::new(false),
         }
     }
@@ -100,8 +103,11 @@ impl Buffer {
 
     /// The `count` events last taken are written (or dead-lettered): no longer held.
     pub fn written(&self, count: usize) {
-        let _queue = self.lock();
-        self.in_flight.fetch_sub(count, Ordering::Relaxed);
+        {
+            let _queue = self.lock();
+            self.in_flight.fetch_sub(count, Ordering::Relaxed);
+        }
+        self.room.notify_waiters();
     }
 
     /// Puts events whose write failed back in front, in their original order. They were
@@ -138,6 +144,31 @@ impl Buffer {
             return Err(self.refuse());
         }
         Ok(())
+    }
+
+    /// Waits up to `patience` for room when the buffer is at capacity, then refuses.
+    ///
+    /// Under a flood, the flusher makes room with every write (tens of milliseconds); a
+    /// caller that waits for it is accepted instead of refused, and while it waits it costs
+    /// no CPU. Refusing at once made closed-loop clients come straight back: the cores went
+    /// to parsing and refusing requests, and the writer, starved of them, fell further behind.
+    pub async fn wait_for_room(&self, patience: std::time::Duration) -> Result<(), BufferFull> {
+        if self.len() < self.capacity {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            // Registered before the check, so that a write between the two is not missed.
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.len() < self.capacity {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return self.check_room();
+            }
+        }
     }
 
     fn refuse(&self) -> BufferFull {
@@ -272,6 +303,32 @@ mod tests {
         let text = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8");
         assert_eq!(text.matches("event buffer is full").count(), 2, "{text}");
         assert_eq!(text.matches("has room again").count(), 1, "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_at_a_full_buffer_waits_for_the_next_write() {
+        let buffer = std::sync::Arc::new(Buffer::new(2, 2));
+        buffer.push(event("a")).expect("room");
+        buffer.push(event("b")).expect("room");
+        let patience = std::time::Duration::from_millis(250);
+        assert_eq!(
+            buffer.wait_for_room(patience).await,
+            Err(BufferFull { capacity: 2 }),
+            "no write within its patience: refused"
+        );
+        let taken = buffer.take(2);
+        let writer = {
+            let buffer = buffer.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                buffer.written(taken.len());
+            })
+        };
+        assert_eq!(buffer.len(), 2, "taken, not yet written");
+        let started = tokio::time::Instant::now();
+        assert_eq!(buffer.wait_for_room(patience).await, Ok(()));
+        assert_eq!(started.elapsed(), std::time::Duration::from_millis(100));
+        writer.await.expect("writer");
     }
 
     #[test]

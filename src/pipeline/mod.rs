@@ -10,12 +10,12 @@ pub mod enrichment;
 pub mod flusher;
 pub mod stats;
 pub mod validation;
+mod writer_thread;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::api::types::{TrackEventOutput, TrackStatus};
@@ -33,6 +33,10 @@ use flusher::{Command, FlushError, FlushReport, FlushSettings, Flusher};
 use stats::{PoolReport, Stats, StatsConfig, StatsReport};
 use validation::{BusinessRules, ValidEvent};
 
+/// How long a request that finds the buffer full waits for the flusher to make room: a few
+/// of its writes, well under a client's timeout.
+pub const ADMISSION_WAIT: Duration = Duration::from_millis(250);
+
 /// Everything the pipeline is tuned by.
 #[derive(Clone)]
 pub struct PipelineConfig {
@@ -42,6 +46,8 @@ pub struct PipelineConfig {
     /// How long a durable request waits for its commit before it answers TIMEOUT.
     pub durable_timeout: Duration,
     pub buffer_capacity: usize,
+    /// How long a request that finds the buffer full waits for room before it is refused.
+    pub admission_wait: Duration,
     pub enable_deduplication: bool,
     pub enable_enrichment: bool,
     /// Refuse (and do not store) events from bots and automated tools.
@@ -70,6 +76,7 @@ impl Default for PipelineConfig {
             ack: AckMode::Buffered,
             durable_timeout: Duration::from_secs(30),
             buffer_capacity: 100_000,
+            admission_wait: ADMISSION_WAIT,
             enable_deduplication: true,
             enable_enrichment: true,
             drop_bots: false,
@@ -130,7 +137,7 @@ pub struct Pipeline {
 /// Owns the flusher task; [`FlusherHandle::shutdown`] drains the buffer and stops it.
 pub struct FlusherHandle {
     commands: mpsc::Sender<Command>,
-    task: JoinHandle<()>,
+    task: writer_thread::WriterTask,
 }
 
 impl Pipeline {
@@ -151,7 +158,7 @@ impl Pipeline {
             stats: stats.clone(),
             settings: config.flush.clone(),
         };
-        let task = tokio::spawn(flusher.run(receiver));
+        let task = writer_thread::WriterTask::spawn(flusher.run(receiver));
         let pipeline = Arc::new(Self {
             recent_fingerprints: TtlCache::new(config.dedup_ttl, config.dedup_cache_capacity),
             recent_keys: TtlCache::new(config.idempotency_cache_ttl, config.dedup_cache_capacity),
@@ -195,10 +202,14 @@ impl Pipeline {
         result
     }
 
-    /// Refuses new events while the buffer is full: the cheap check before the work. A push
-    /// that finds the buffer full after the work is still refused the same way.
-    pub fn check_room(&self) -> Result<(), PipelineError> {
-        Ok(self.buffer.check_room()?)
+    /// Admits new events: while the buffer is full, waits up to `admission_wait` for the
+    /// flusher to make room, then refuses, before any work is done on them. A push that finds
+    /// the buffer full after the work is still refused the same way.
+    pub async fn wait_for_room(&self) -> Result<(), PipelineError> {
+        Ok(self
+            .buffer
+            .wait_for_room(self.config.admission_wait)
+            .await?)
     }
 
     /// Stamps the caller's identity on a valid event, gives it an id, and buffers it, unless
@@ -464,9 +475,7 @@ impl FlusherHandle {
         } else {
             FlushReport::default()
         };
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "flusher task ended abnormally");
-        }
+        self.task.ended().await;
         report
     }
 }
