@@ -16,6 +16,24 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `arena_eager_commit`, option 4 of the pinned mimalloc v3 (`mimalloc.h`).
+const MIMALLOC_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Turns mimalloc's eager arena commit off, so that what the allocator frees is decommitted
+/// and leaves the resident set: with it on (mimalloc's default on Linux), a server holding a
+/// full buffer showed about 50 MiB more RSS. The arena is reserved by the first allocation,
+/// which Rust's runtime makes before `main`; this runs earlier, from `.init_array`, as the
+/// `ctor` crate would arrange.
+extern "C" fn configure_allocator() {
+    // SAFETY: sets a plain option value before any thread or allocation exists.
+    unsafe { libmimalloc_sys::mi_option_set(MIMALLOC_ARENA_EAGER_COMMIT, 0) };
+}
+
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -333,7 +333,8 @@ fn retry_delay() -> Duration {
 /// refused), or a `trackBatch` result with failed items.
 fn reports_refusals(reply: &[u8]) -> bool {
     let contains = |needle: &[u8]| reply.windows(needle.len()).any(|window| window == needle);
-    contains(br#""error":"#) || (contains(br#""failed":"#) && !contains(br#""failed":0,"#))
+    // Items carry `"error":null` when they succeeded; an error is an object.
+    contains(br#""error":{"#) || (contains(br#""failed":"#) && !contains(br#""failed":0,"#))
 }
 
 fn rpc_json(method: &str, params: Value) -> Value {

@@ -43,6 +43,9 @@ const KNOWN_BOTS: &[&str] = &[
     "postman",
 ];
 
+/// The device family uap-core gives to crawlers.
+const CRAWLER_FAMILY: &str = "Spider";
+
 /// Distinct user agents remembered; real traffic has a few thousand.
 const CACHE_ENTRIES: usize = 10_000;
 const CACHE_TTL: Duration = Duration::from_secs(3600);
@@ -50,7 +53,15 @@ const CACHE_TTL: Duration = Duration::from_secs(3600);
 static EXTRACTOR: LazyLock<Option<Extractor<'static>>> = LazyLock::new(|| {
     let compiled = serde_json::from_str::<ua_parser::Regexes<'static>>(UAP_REGEXES)
         .map_err(|error| error.to_string())
-        .and_then(|regexes| Extractor::try_from(regexes).map_err(|error| error.to_string()));
+        .and_then(|mut regexes| {
+            // Of the device rules only the crawler ones decide anything here (`is_bot`); the
+            // kind of device comes from markers. The other 621 rules cost 20 MB of compiled
+            // regexes, more than the whole event buffer of a busy server.
+            regexes
+                .device_parsers
+                .retain(|rule| rule.device_replacement.as_deref() == Some(CRAWLER_FAMILY));
+            Extractor::try_from(regexes).map_err(|error| error.to_string())
+        });
     match compiled {
         Ok(extractor) => Some(extractor),
         Err(error) => {
@@ -83,7 +94,11 @@ impl Default for UserAgents {
 }
 
 impl UserAgents {
+    /// The parser, with the rules compiled now rather than on the first request: the first
+    /// visitor does not wait for them, and the compiler's scratch memory is freed before
+    /// traffic arrives instead of adding to the peak of a busy moment.
     pub fn new() -> Self {
+        LazyLock::force(&EXTRACTOR);
         Self {
             cache: TtlCache::new(CACHE_TTL, CACHE_ENTRIES),
         }
@@ -126,8 +141,9 @@ fn parse_uncached(user_agent: &str) -> Device {
         .as_ref()
         .map(|d| d.device.to_string())
         .unwrap_or_default();
-    let is_bot = device_family == "Spider" || KNOWN_BOTS.iter().any(|bot| lower.contains(bot));
-    let device_type = device_type(&lower, &device_family, os_name.as_deref(), is_bot);
+    let is_bot =
+        device_family == CRAWLER_FAMILY || KNOWN_BOTS.iter().any(|bot| lower.contains(bot));
+    let device_type = device_type(&lower, os_name.as_deref(), is_bot);
     Device {
         browser_name,
         browser_version,
@@ -139,7 +155,7 @@ fn parse_uncached(user_agent: &str) -> Device {
 }
 
 /// uap-core names devices, not kinds of device; the kind comes from well-known markers.
-fn device_type(lower: &str, family: &str, os: Option<&str>, is_bot: bool) -> &'static str {
+fn device_type(lower: &str, os: Option<&str>, is_bot: bool) -> &'static str {
     let has = |markers: &[&str]| markers.iter().any(|marker| lower.contains(marker));
     if is_bot {
         "bot"
@@ -152,12 +168,11 @@ fn device_type(lower: &str, family: &str, os: Option<&str>, is_bot: bool) -> &'s
         "console"
     } else if has(&["watch", "wearos"]) {
         "wearable"
-    } else if family == "iPad"
-        || has(&["ipad", "tablet", "kindle", "silk/", "playbook"])
+    } else if has(&["ipad", "tablet", "kindle", "silk/", "playbook"])
         || (lower.contains("android") && !lower.contains("mobile"))
     {
         "tablet"
-    } else if family == "iPhone" || has(&["mobi", "iphone", "ipod", "android", "windows phone"]) {
+    } else if has(&["mobi", "iphone", "ipod", "android", "windows phone"]) {
         "mobile"
     } else if matches!(
         os,

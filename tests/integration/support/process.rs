@@ -12,7 +12,7 @@ pub struct SluiceProcess {
 }
 
 impl SluiceProcess {
-    /// Starts `sluice` on `database_url` and waits until it listens.
+    /// Starts `sluice` on `database_url` and waits until it serves.
     pub async fn start(database_url: &str) -> Self {
         Self::start_with(database_url, &[]).await
     }
@@ -32,7 +32,7 @@ impl SluiceProcess {
             .spawn()
             .expect("start the sluice binary");
         let mut process = Self { child, port };
-        process.wait_until_listening().await;
+        process.wait_until_serving().await;
         process
     }
 
@@ -63,12 +63,12 @@ impl SluiceProcess {
         }
     }
 
-    async fn wait_until_listening(&mut self) {
+    /// Waits until the server answers HTTP (any status: `/readyz` may report a database
+    /// that is down on purpose). The port accepts connections before the server has built
+    /// its pipeline, so a listening port is not yet a serving one.
+    async fn wait_until_serving(&mut self) {
         for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
+            if self.answers_http().await {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -76,7 +76,20 @@ impl SluiceProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("sluice did not listen on {}", self.port);
+        panic!("sluice did not serve on {}", self.port);
+    }
+
+    async fn answers_http(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return false;
+        };
+        let request = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        if stream.write_all(request).await.is_err() {
+            return false;
+        }
+        let mut head = [0; 5];
+        stream.read_exact(&mut head).await.is_ok() && &head == b"HTTP/"
     }
 }
 
