@@ -57,8 +57,8 @@ pub struct TokenArgs {
     #[arg(long)]
     pub sub: String,
     /// The role.
-    #[arg(long, value_enum, default_value_t = crate::identity::Role::Viewer)]
-    pub role: crate::identity::Role,
+    #[arg(long, value_enum, default_value_t = crate::domain::Role::Viewer)]
+    pub role: crate::domain::Role,
     #[arg(long)]
     pub creator_id: Option<String>,
     #[arg(long)]

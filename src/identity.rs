@@ -7,128 +7,21 @@
 //! algorithm (including `none`), expired, malformed, unknown role — is UNAUTHORIZED on every
 //! procedure, never silently anonymous.
 
-use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 
-use crate::api::error::ApiError;
+use crate::domain::{Caller, Claims, RequestContext};
 
-/// What a transport knows about a request, inserted into jsonrpsee's `Extensions` by the HTTP
-/// layer (and built by the tRPC adapter) so every transport authenticates the same way.
-#[derive(Debug, Clone, Default)]
-pub struct RequestContext {
-    /// The raw `Authorization` header value (for WebSocket upgrades, also `?token=`).
-    pub authorization: Option<String>,
-    /// The client's address: the TCP peer, or what a trusted proxy says it forwarded.
-    pub client_ip: Option<IpAddr>,
-    pub user_agent: Option<String>,
-    /// The `x-sluice-ack` header: `buffered` or `durable` for this request.
-    pub ack: Option<String>,
-    /// Where a trusted CDN in front of Sluice says the client is.
-    pub geo: crate::pipeline::enrichment::Place,
-}
-
-/// The roles a JWT can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "UPPERCASE")]
-#[value(rename_all = "UPPERCASE")]
-pub enum Role {
-    Admin,
-    Creator,
-    Brand,
-    Viewer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "ADMIN",
-            Self::Creator => "CREATOR",
-            Self::Brand => "BRAND",
-            Self::Viewer => "VIEWER",
-        }
-    }
-}
-
-/// The claims of a Sluice JWT.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Claims {
-    pub sub: String,
-    pub role: Role,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub creator_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub brand_id: Option<String>,
-    /// Expiry, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<u64>,
-}
-
-/// The authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    Anonymous,
-    /// A user authenticated by JWT.
-    User(Claims),
-    /// Holder of the operator's static admin token.
-    AdminToken,
-}
-
-/// The identity stamped on an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventIdentity {
-    pub actor_id: Option<String>,
-    pub actor_type: String,
-    pub user_id: Option<String>,
-    pub creator_id: Option<String>,
-    pub brand_id: Option<String>,
-}
-
-impl Caller {
-    pub fn is_admin(&self) -> bool {
-        match self {
-            Self::AdminToken => true,
-            Self::User(claims) => claims.role == Role::Admin,
-            Self::Anonymous => false,
-        }
-    }
-
-    /// The user id, for rate limiting and deduplication.
-    pub fn user_id(&self) -> Option<&str> {
-        match self {
-            Self::User(claims) => Some(&claims.sub),
-            Self::Anonymous | Self::AdminToken => None,
-        }
-    }
-
-    pub fn identity(&self) -> EventIdentity {
-        match self {
-            Self::Anonymous => EventIdentity {
-                actor_id: None,
-                actor_type: "anonymous".to_owned(),
-                user_id: None,
-                creator_id: None,
-                brand_id: None,
-            },
-            Self::AdminToken => EventIdentity {
-                actor_id: Some("admin-token".to_owned()),
-                actor_type: "service".to_owned(),
-                user_id: None,
-                creator_id: None,
-                brand_id: None,
-            },
-            Self::User(claims) => EventIdentity {
-                actor_id: Some(claims.sub.clone()),
-                actor_type: claims.role.as_str().to_owned(),
-                user_id: Some(claims.sub.clone()),
-                creator_id: claims.creator_id.clone(),
-                brand_id: claims.brand_id.clone(),
-            },
-        }
-    }
+/// Why a request's credentials were not good enough; `api::error` maps it to the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Missing where required, malformed, badly signed or expired (UNAUTHORIZED).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid, but the role may not do this (FORBIDDEN).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// A secret that never prints.
@@ -186,7 +79,7 @@ impl Authenticator {
 
     /// No credentials → anonymous; a valid JWT → that user; the admin token → ADMIN;
     /// anything else → UNAUTHORIZED.
-    pub fn authenticate(&self, context: &RequestContext) -> Result<Caller, ApiError> {
+    pub fn authenticate(&self, context: &RequestContext) -> Result<Caller, AuthError> {
         let Some(header) = context.authorization.as_deref() else {
             return Ok(Caller::Anonymous);
         };
@@ -196,7 +89,9 @@ impl Authenticator {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or_else(|| {
-                ApiError::unauthorized("Authorization header must be 'Bearer <token>'")
+                AuthError::Unauthenticated(
+                    "Authorization header must be 'Bearer <token>'".to_owned(),
+                )
             })?;
         if self
             .admin_token
@@ -206,25 +101,29 @@ impl Authenticator {
             return Ok(Caller::AdminToken);
         }
         let Some((key, validation)) = &self.jwt else {
-            return Err(ApiError::unauthorized("Invalid token"));
+            return Err(AuthError::Unauthenticated("Invalid token".to_owned()));
         };
         let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
-            .map_err(|error| ApiError::unauthorized(token_error_message(&error)))?
+            .map_err(|error| AuthError::Unauthenticated(token_error_message(&error)))?
             .claims;
         if claims.sub.trim().is_empty() {
-            return Err(ApiError::unauthorized("Invalid token: empty subject"));
+            return Err(AuthError::Unauthenticated(
+                "Invalid token: empty subject".to_owned(),
+            ));
         }
         Ok(Caller::User(claims))
     }
 
     /// ADMIN-only procedures: no credentials → UNAUTHORIZED, other roles → FORBIDDEN.
-    pub fn require_admin(&self, context: &RequestContext) -> Result<Caller, ApiError> {
+    pub fn require_admin(&self, context: &RequestContext) -> Result<Caller, AuthError> {
         match self.authenticate(context)? {
-            Caller::Anonymous => Err(ApiError::unauthorized(
-                "This procedure requires an admin token",
+            Caller::Anonymous => Err(AuthError::Unauthenticated(
+                "This procedure requires an admin token".to_owned(),
             )),
             caller if caller.is_admin() => Ok(caller),
-            _ => Err(ApiError::forbidden("This procedure is for admins only")),
+            _ => Err(AuthError::Forbidden(
+                "This procedure is for admins only".to_owned(),
+            )),
         }
     }
 }
@@ -271,7 +170,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::error::ErrorCode;
+    use crate::domain::Role;
 
     const SECRET: &str = "unit-test-secret-unit-test-secret";
 
@@ -329,7 +228,7 @@ mod tests {
             &format!("Bearer {other}"),
         ] {
             let error = auth().authenticate(&with_header(bad)).expect_err(bad);
-            assert_eq!(error.code, ErrorCode::Unauthorized, "{bad}");
+            assert!(matches!(error, AuthError::Unauthenticated(_)), "{bad}");
         }
     }
 
@@ -339,12 +238,12 @@ mod tests {
         let error = auth
             .require_admin(&RequestContext::default())
             .expect_err("anonymous");
-        assert_eq!(error.code, ErrorCode::Unauthorized);
+        assert!(matches!(error, AuthError::Unauthenticated(_)));
         let viewer = mint_token(&Secret::new(SECRET), claims(Role::Viewer), None).expect("mint");
         let error = auth
             .require_admin(&with_header(&format!("Bearer {viewer}")))
             .expect_err("viewer");
-        assert_eq!(error.code, ErrorCode::Forbidden);
+        assert!(matches!(error, AuthError::Forbidden(_)));
         assert!(
             auth.require_admin(&with_header("Bearer s3cret-admin-token"))
                 .is_ok()

@@ -8,7 +8,7 @@
 pub mod api;
 pub mod config;
 pub mod diagnostics;
-pub mod event;
+pub mod domain;
 pub mod identity;
 pub mod pipeline;
 pub mod server;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sluice::config::{Cli, Command, Config, LogFormat, TokenArgs};
-use sluice::identity::{Claims, mint_token};
+use sluice::domain::Claims;
+use sluice::identity::mint_token;
 use sluice::server;
 use sluice::storage;
 use tokio::net::TcpListener;

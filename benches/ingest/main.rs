@@ -33,7 +33,7 @@ use jsonrpsee::RpcModule;
 use jsonrpsee::server::stop_channel;
 use serde_json::{Value, json};
 use sluice::config::Config;
-use sluice::event::EventRecord;
+use sluice::domain::EventRecord;
 use sluice::pipeline::dedup::{FingerprintParts, fingerprint};
 use sluice::pipeline::flusher::MAX_WRITE_EVENTS;
 use sluice::server::RunningServer;
@@ -479,7 +479,7 @@ fn record(traffic: Traffic, n: u64) -> EventRecord {
         user_agent: Some(traffic.user_agent(n)),
     });
     EventRecord {
-        id: sluice::event::new_event_id(),
+        id: sluice::domain::new_event_id(),
         event_type: text(&event["eventType"]).unwrap_or_default(),
         source: "web".into(),
         actor_id: None,
@@ -505,7 +505,7 @@ fn record(traffic: Traffic, n: u64) -> EventRecord {
         dedup_fingerprint: Some(fingerprint.to_stored()),
         occurred_at: now,
         received_at: now,
-        enrichment: sluice::event::Enrichment {
+        enrichment: sluice::domain::Enrichment {
             browser_name: Some("Chrome".into()),
             browser_version: Some("131.0.0".into()),
             os_name: Some("Windows".into()),

@@ -5,10 +5,9 @@
 //! (validation, buffer, storage); each is mapped here once. Server-side details go to the logs,
 //! never into the message a client reads.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
 use serde_json::{Value, json};
+
+pub use crate::domain::ZodError;
 
 /// The tRPC error keys with their JSON-RPC numbers and HTTP statuses (DESIGN.md, "Errors").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,44 +106,12 @@ impl ErrorCode {
     }
 }
 
-/// Field-level validation failures, flattened the way zod's `error.flatten()` reports them.
-///
-/// Keys are camelCase wire names; nested fields use a dotted path (`attribution.utmSource`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ZodError {
-    pub field_errors: BTreeMap<String, Vec<String>>,
-    pub form_errors: Vec<String>,
-}
-
-impl ZodError {
-    pub fn is_empty(&self) -> bool {
-        self.field_errors.is_empty() && self.form_errors.is_empty()
-    }
-
-    pub fn field(&mut self, name: impl Into<String>, message: impl Into<String>) {
-        self.field_errors
-            .entry(name.into())
-            .or_default()
-            .push(message.into());
-    }
-
-    pub fn form(&mut self, message: impl Into<String>) {
-        self.form_errors.push(message.into());
-    }
-
-    /// One human-readable line naming every failure, used as the error `message`.
-    pub fn summary(&self) -> String {
-        let mut parts: Vec<String> = self
-            .field_errors
-            .iter()
-            .map(|(field, messages)| format!("{field}: {}", messages.join(", ")))
-            .collect();
-        parts.extend(self.form_errors.iter().cloned());
-        if parts.is_empty() {
-            "Invalid input".to_owned()
-        } else {
-            parts.join("; ")
+impl From<crate::identity::AuthError> for ApiError {
+    fn from(error: crate::identity::AuthError) -> Self {
+        use crate::identity::AuthError;
+        match error {
+            AuthError::Unauthenticated(message) => Self::unauthorized(message),
+            AuthError::Forbidden(message) => Self::forbidden(message),
         }
     }
 }

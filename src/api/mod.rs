@@ -12,10 +12,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::identity::{Authenticator, Caller, RequestContext};
+use crate::domain::ConsentSubject;
+use crate::domain::{Caller, RequestContext};
+use crate::identity::Authenticator;
 use crate::pipeline::validation::parse_input;
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::storage::ConsentSubject;
 use error::{ApiError, ErrorCode, ZodError};
 use rate_limit::RateLimits;
 use types::{
@@ -362,8 +363,22 @@ impl From<PipelineError> for ApiError {
                     1,
                 )
             },
+            // The storage error's text is for the logs; the caller learns what it can do.
             PipelineError::FlushFailed(failure) => {
-                ApiError::unavailable(format!("Flush failed: {failure}"), 1)
+                tracing::warn!(error = %failure, "forceFlush failed");
+                ApiError {
+                    logged_at_source: true,
+                    ..ApiError::unavailable(
+                        format!(
+                            "Flush failed ({}): {} events written before the failure, {} \
+                             still buffered and retried by the flusher",
+                            failure.source.tag(),
+                            failure.persisted,
+                            failure.remaining
+                        ),
+                        1,
+                    )
+                }
             }
             PipelineError::KeyCheckFailed(error) => ApiError::unavailable(
                 format!(

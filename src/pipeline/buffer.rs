@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::event::EventRecord;
+use crate::domain::EventRecord;
 
 /// The share of its capacity at which the buffer is critical: health says so, and an
 /// overload counts as over only once the buffer is below it again.
@@ -239,7 +239,7 @@ impl Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::test_support::event;
+    use crate::domain::test_support::event;
 
     #[test]
     fn refuses_past_capacity_and_keeps_order_on_requeue() {
@@ -349,7 +349,7 @@ mod tests {
         full.attribution.landing_page = Some("https://example.com/?utm_source=x".into());
         full.idempotency_key = Some(uuid::Uuid::now_v7());
         full.dedup_fingerprint = Some("1767261600-abc".into());
-        full.enrichment = crate::event::Enrichment {
+        full.enrichment = crate::domain::Enrichment {
             browser_name: Some("Firefox".into()),
             browser_version: Some("128.0".into()),
             os_name: Some("Linux".into()),

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::buffer::Buffer;
 use super::durability::Waiters;
 use super::stats::Stats;
-use crate::event::EventRecord;
+use crate::domain::EventRecord;
 use crate::storage::{EventStore, StorageError};
 
 /// The most events one write takes. `batch_size` says when to write, not how much: with a
@@ -286,7 +286,7 @@ mod tests {
 
     use serde_json::json;
 
-    use crate::identity::Caller;
+    use crate::domain::Caller;
     use crate::pipeline::clock::SystemClock;
     use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
     use crate::storage::{EventStore, MemoryStore};

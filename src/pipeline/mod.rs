@@ -18,12 +18,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::api::types::{TrackEventOutput, TrackStatus};
-use crate::event::EventRecord;
-use crate::identity::{Caller, RequestContext};
+use crate::domain::EventRecord;
+use crate::domain::{Caller, RequestContext};
+use crate::domain::{TrackEventOutput, TrackStatus};
 use std::collections::HashSet;
 
-use crate::storage::{ConsentSubject, EventStore, StorageError};
+use crate::domain::ConsentSubject;
+use crate::storage::{EventStore, StorageError};
 use buffer::{Buffer, BufferFull};
 use clock::Clock;
 use dedup::{FingerprintParts, TtlCache, fingerprint};
@@ -194,7 +195,7 @@ impl Pipeline {
         &self,
         raw: Option<serde_json::Value>,
         received_at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<ValidEvent, crate::api::error::ZodError> {
+    ) -> Result<ValidEvent, crate::domain::ZodError> {
         let result = validation::validate_track_input(raw, &self.config.rules, received_at);
         if result.is_err() {
             Stats::add(&self.stats.rejected, 1);
@@ -404,7 +405,7 @@ impl Pipeline {
             })
         });
         let record = EventRecord {
-            id: crate::event::new_event_id(),
+            id: crate::domain::new_event_id(),
             event_type: input.event_type,
             source: input.source.as_str().to_owned(),
             actor_id: identity.actor_id,
@@ -607,36 +608,5 @@ mod tests {
         assert_eq!(repeat.status, TrackStatus::Duplicate);
         assert_eq!(repeat.event_id, first.event_id);
         assert!(!store.key_claimed(key));
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod test_support {
-    use chrono::Utc;
-
-    use crate::api::types::Attribution;
-    use crate::event::EventRecord;
-
-    pub fn event(event_type: &str) -> EventRecord {
-        EventRecord {
-            id: uuid::Uuid::now_v7(),
-            event_type: event_type.to_owned(),
-            source: "web".into(),
-            actor_id: None,
-            actor_type: Some("anonymous".into()),
-            user_id: None,
-            creator_id: None,
-            brand_id: None,
-            entity_id: None,
-            entity_type: None,
-            session_id: None,
-            props: None,
-            attribution: Attribution::default(),
-            idempotency_key: None,
-            dedup_fingerprint: None,
-            occurred_at: Utc::now(),
-            received_at: Utc::now(),
-            enrichment: Default::default(),
-        }
     }
 }

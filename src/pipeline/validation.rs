@@ -10,9 +10,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
-use crate::api::error::ZodError;
-use crate::api::types::TrackEventInput;
-use crate::event::Props;
+use crate::domain::Props;
+use crate::domain::TrackEventInput;
+use crate::domain::ZodError;
 
 /// The configurable business rules, with the defaults of DESIGN.md.
 #[derive(Debug, Clone)]
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn a_minimal_event_is_valid_and_defaults_to_web() {
         let valid = validate(json!({"eventType": "page_viewed"})).expect("valid");
-        assert_eq!(valid.input.source, crate::api::types::EventSource::Web);
+        assert_eq!(valid.input.source, crate::domain::EventSource::Web);
     }
 
     #[test]

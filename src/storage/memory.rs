@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Backend, ConsentSubject, EventStore, PoolStatus, SessionRecord, StorageError};
-use crate::event::EventRecord;
+use super::{Backend, EventStore, PoolStatus, SessionRecord, StorageError};
+use crate::domain::ConsentSubject;
+use crate::domain::EventRecord;
 
 /// Events in a `Vec`, for tests that exercise the pipeline without a database.
 #[derive(Default)]

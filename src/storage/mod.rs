@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::event::EventRecord;
+use crate::domain::{ConsentSubject, EventRecord};
 
 pub use memory::MemoryStore;
 pub use pool::PoolOptions;
@@ -153,37 +153,6 @@ const CLAIM_ATTEMPTS: usize = 3;
 /// Rows per INSERT statement: keeps bind parameters under both backends' limits (65 535 on
 /// PostgreSQL, 32 766 on SQLite) for the 35 columns of an event, with room to grow.
 const ROWS_PER_STATEMENT: usize = 500;
-
-/// Who a consent decision is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
-#[serde(tag = "type", content = "id", rename_all = "lowercase")]
-pub enum ConsentSubject {
-    Session(String),
-    User(String),
-}
-
-impl ConsentSubject {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Session(_) => "session",
-            Self::User(_) => "user",
-        }
-    }
-
-    pub fn id(&self) -> &str {
-        match self {
-            Self::Session(id) | Self::User(id) => id,
-        }
-    }
-
-    fn from_parts(kind: &str, id: String) -> Option<Self> {
-        match kind {
-            "session" => Some(Self::Session(id)),
-            "user" => Some(Self::User(id)),
-            _ => None,
-        }
-    }
-}
 
 /// An analytics session as stored: upserted in the same transaction as its events.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::SessionRecord;
-use crate::event::EventRecord;
+use crate::domain::EventRecord;
 
 /// One row per distinct session among `written`, ordered by session id (so that concurrent
 /// writers lock session rows in the same order).
@@ -139,7 +139,7 @@ impl SessionRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::test_support::event;
+    use crate::domain::test_support::event;
 
     fn of(session: Uuid, minute: i64) -> EventRecord {
         let mut event = event("page_viewed");

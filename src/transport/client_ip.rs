@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::pipeline::enrichment::Place;
+use crate::domain::Place;
 use crate::url_parts::percent_decode;
 
 /// Resolves the client address of a request that arrived from `peer`.

@@ -29,7 +29,7 @@ use super::notifications::ExecuteNotificationsLayer;
 use super::{probes, trpc};
 use crate::api::EventIngestion;
 use crate::api::error::{ApiError, ErrorCode};
-use crate::identity::RequestContext;
+use crate::domain::RequestContext;
 use crate::url_parts::query_param;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

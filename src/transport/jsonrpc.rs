@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::api::error::{ApiError, ZodError};
 use crate::api::{EventIngestion, Procedure};
-use crate::identity::RequestContext;
+use crate::domain::RequestContext;
 
 /// The module serving every `eventIngestion.*` method.
 pub fn rpc_module(service: Arc<EventIngestion>) -> RpcModule<EventIngestion> {

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::error::{ApiError, ErrorCode};
 use crate::api::{EventIngestion, Procedure};
-use crate::identity::RequestContext;
+use crate::domain::RequestContext;
 use crate::url_parts::query_param;
 
 /// The path prefix tRPC clients are pointed at.

@@ -3,8 +3,8 @@
 use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
-use sluice::event::EventRecord;
-use sluice::identity::Role;
+use sluice::domain::EventRecord;
+use sluice::domain::Role;
 use uuid::Uuid;
 
 use crate::backend_tests;

@@ -174,6 +174,28 @@ async fn a_database_outage_loses_no_accepted_event() {
     assert_eq!(stats.buffer_size, 40, "everything accepted is still held");
     assert!(stats.counters.failed_flushes >= 1);
     assert_ne!(stats.health, sluice::pipeline::stats::Health::Healthy);
+    // An admin's forceFlush fails too, and says what it can without the database's words.
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {}", crate::support::ADMIN_TOKEN)
+            .parse()
+            .expect("header"),
+    );
+    let admin = jsonrpsee::http_client::HttpClientBuilder::default()
+        .set_headers(headers)
+        .build(&url)
+        .expect("admin client");
+    let flush = crate::support::call(&admin, "eventIngestion.forceFlush", json!({}))
+        .await
+        .expect_err("the database is down");
+    crate::support::assert_error(&flush, "SERVICE_UNAVAILABLE", -32603);
+    let message = flush.message();
+    assert!(message.starts_with("Flush failed (db_"), "{message}");
+    assert!(message.contains("40 still buffered"), "{message}");
+    for detail in ["refused", "connect", "127.0.0.1", "error"] {
+        assert!(!message.to_lowercase().contains(detail), "{message}");
+    }
 
     proxy.restore();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);

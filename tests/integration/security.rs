@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use sluice::identity::{Claims, Role, Secret, mint_token};
+use sluice::domain::{Claims, Role};
+use sluice::identity::{Secret, mint_token};
 use uuid::Uuid;
 
 use crate::backend_tests;

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
-use sluice::event::{EventRecord, Props};
-use sluice::storage::{self, ConsentSubject, EventStore, PoolOptions, SessionRecord};
+use sluice::domain::ConsentSubject;
+use sluice::domain::{EventRecord, Props};
+use sluice::storage::{self, EventStore, PoolOptions, SessionRecord};
 use uuid::Uuid;
 
 use crate::backend_tests;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use sluice::identity::Role;
+use sluice::domain::Role;
 
 use crate::backend_tests;
 use crate::support::{Backend, TestServer, jwt};

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use maxminddb::{Reader, geoip2};
 
-use super::Place;
+use crate::domain::Place;
 
 /// An opened .mmdb file, read into memory once.
 pub struct GeoIp {

@@ -9,9 +9,7 @@ pub mod user_agent;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::api::types::Attribution;
-use crate::event::Enrichment;
-use crate::identity::RequestContext;
+use crate::domain::{Attribution, Enrichment, RequestContext};
 use crate::url_parts::{host_of, query_of, query_param};
 use geo::GeoIp;
 use user_agent::UserAgents;
@@ -81,14 +79,6 @@ impl Enricher {
     pub fn is_bot(&self, user_agent: Option<&str>) -> bool {
         user_agent.is_some_and(|agent| self.user_agents.parse(agent).is_bot)
     }
-}
-
-/// Where a request comes from, as a trusted CDN or the GeoIP database says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Place {
-    pub country: Option<String>,
-    pub region: Option<String>,
-    pub city: Option<String>,
 }
 
 /// Fills absent `utm*` fields from the `utm_*` query parameters of the landing page.

@@ -15,10 +15,10 @@ use std::collections::HashSet;
 use diesel::sql_types::{Array, Uuid as SqlUuid};
 
 use super::{
-    Backend, CLAIM_ATTEMPTS, ConsentSubject, EventStore, FollowUps, PoolOptions, PoolStatus,
-    ROWS_PER_STATEMENT, SessionRecord, StorageError, migrations, pool,
+    Backend, CLAIM_ATTEMPTS, EventStore, FollowUps, PoolOptions, PoolStatus, ROWS_PER_STATEMENT,
+    SessionRecord, StorageError, migrations, pool,
 };
-use crate::event::EventRecord;
+use crate::domain::{ConsentSubject, EventRecord};
 use models::{EventRow, JsonbText, SessionRow};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 use statement::Prepared;

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::schema::{events, sessions};
-use crate::api::types::Attribution;
-use crate::event::{Enrichment, EventRecord, Props};
+use crate::domain::Attribution;
+use crate::domain::{Enrichment, EventRecord, Props};
 use crate::storage::SessionRecord;
 
 #[derive(Debug, Queryable, Selectable)]

@@ -22,8 +22,9 @@ use super::{
     Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations,
     pool,
 };
-use super::{ConsentSubject, FollowUps, SessionRecord};
-use crate::event::EventRecord;
+use super::{FollowUps, SessionRecord};
+use crate::domain::ConsentSubject;
+use crate::domain::EventRecord;
 use models::{EventRow, SessionRow, parse_uuid};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 use std::collections::HashSet;
@@ -451,7 +452,7 @@ mod tests {
             .expect("store");
         store.run_migrations().await.expect("migrate");
         let events: Vec<EventRecord> = (0..500)
-            .map(|_| crate::pipeline::test_support::event("page_viewed"))
+            .map(|_| crate::domain::test_support::event("page_viewed"))
             .collect();
         assert_eq!(store.insert_events(&events).await.expect("insert"), 500);
         let file_size = || std::fs::metadata(&path).map_or(0, |meta| meta.len());

@@ -17,7 +17,7 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use serde_json::{Value, json};
 use sluice::config::Config;
-use sluice::event::EventRecord;
+use sluice::domain::EventRecord;
 use sluice::pipeline::flusher::FlushReport;
 use sluice::server::RunningServer;
 use sluice::storage::EventStore;
@@ -33,8 +33,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const JWT_SECRET: &str = "test-jwt-secret-test-jwt-secret-0123";
 
 /// A JWT for `sub` with `role`, signed with the test secret, valid for an hour.
-pub fn jwt(sub: &str, role: sluice::identity::Role) -> String {
-    let claims = sluice::identity::Claims {
+pub fn jwt(sub: &str, role: sluice::domain::Role) -> String {
+    let claims = sluice::domain::Claims {
         sub: sub.to_owned(),
         role,
         creator_id: None,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::api::types::Attribution;
+use crate::domain::Attribution;
 
 /// An event that passed validation and was given its id.
 ///
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn times_are_text_in_json() {
-        let mut event = crate::pipeline::test_support::event("signed_up");
+        let mut event = crate::domain::test_support::event("signed_up");
         event.props = serde_json::json!({"a": 1})
             .as_object()
             .cloned()

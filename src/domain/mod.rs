@@ -1,0 +1,27 @@
+//! The domain: what every layer shares and no layer owns. The stored event and its
+//! enrichment, an event as submitted and its outcome, attribution, sources and entity types,
+//! consent subjects, the caller and the request it made, places, and why an input was refused.
+//!
+//! It imports nothing else of the crate, so that `pipeline`, `storage`, `identity`, `api` and
+//! `transport` can all depend on it without depending on each other.
+
+mod attribution;
+mod caller;
+mod consent;
+mod event;
+mod invalid_input;
+mod place;
+mod request;
+pub(crate) mod rules;
+#[cfg(test)]
+pub(crate) mod test_support;
+mod track;
+
+pub use attribution::Attribution;
+pub use caller::{Caller, Claims, EventIdentity, Role};
+pub use consent::ConsentSubject;
+pub use event::{Enrichment, EventRecord, Props, new_event_id};
+pub use invalid_input::ZodError;
+pub use place::Place;
+pub use request::RequestContext;
+pub use track::{EntityType, EventSource, TrackEventInput, TrackEventOutput, TrackStatus};
