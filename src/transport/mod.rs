@@ -4,7 +4,7 @@
 //!   WebSocket on one port); [`notifications`] makes JSON-RPC notifications run.
 //! - [`trpc`]: tRPC's HTTP wire format at `/api/trpc/…`, over the same procedures.
 //! - [`probes`]: `/healthz`, `/readyz` and `/metrics`.
-//! - [`http`]: the listener, the per-request [`crate::identity::RequestContext`], and routing of
+//! - [`http`]: the listener, the per-request [`crate::domain::RequestContext`], and routing of
 //!   HTTP paths to the JSON-RPC service.
 
 pub mod client_ip;
