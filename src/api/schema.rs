@@ -6,17 +6,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use schemars::SchemaGenerator;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use super::Procedure;
 use super::error::ErrorCode;
-use super::types::{
-    ForceFlushOutput, SetConsentInput, SetConsentOutput, TrackBatchInput, TrackBatchOutput,
-    TrackEventInput, TrackEventOutput,
-};
-use crate::pipeline::stats::StatsReport;
 
 const COMPONENTS: &str = "#/components/schemas/";
 
@@ -26,24 +20,17 @@ pub fn openrpc_document() -> Value {
     settings.definitions_path = COMPONENTS.into();
     let mut generator = settings.into_generator();
     let mut methods = Vec::new();
-    for procedure in Procedure::ALL {
-        let (input, output) = signature(procedure, &mut generator);
-        let params: Vec<Value> = input
-            .map(|schema| {
-                json!({
-                    "name": "input",
-                    "required": !matches!(
-                        procedure,
-                        Procedure::GetStats | Procedure::ForceFlush | Procedure::Diagnostics
-                    ),
-                    "schema": schema,
-                })
-            })
-            .into_iter()
-            .collect();
+    for procedure in Procedure::all() {
+        let spec = procedure.spec();
+        let params = vec![json!({
+            "name": "input",
+            "required": spec.input_required,
+            "schema": (spec.input_schema)(&mut generator),
+        })];
+        let output = (spec.output_schema)(&mut generator);
         methods.push(json!({
             "name": procedure.path(),
-            "summary": summary(procedure),
+            "summary": spec.summary,
             "paramStructure": "either",
             "params": params,
             "result": {"name": "output", "schema": output},
@@ -64,51 +51,6 @@ pub fn openrpc_document() -> Value {
             "errors": error_codes(),
         },
     })
-}
-
-fn signature(procedure: Procedure, generator: &mut SchemaGenerator) -> (Option<Value>, Value) {
-    let schema = |subschema: schemars::Schema| subschema.to_value();
-    match procedure {
-        Procedure::Track => (
-            Some(schema(generator.subschema_for::<TrackEventInput>())),
-            schema(generator.subschema_for::<TrackEventOutput>()),
-        ),
-        Procedure::TrackBatch => (
-            Some(schema(generator.subschema_for::<TrackBatchInput>())),
-            schema(generator.subschema_for::<TrackBatchOutput>()),
-        ),
-        Procedure::GetStats => (
-            Some(json!({"type": "object", "additionalProperties": false})),
-            schema(generator.subschema_for::<StatsReport>()),
-        ),
-        Procedure::ForceFlush => (
-            Some(json!({"type": "object", "additionalProperties": false})),
-            schema(generator.subschema_for::<ForceFlushOutput>()),
-        ),
-        Procedure::Diagnostics => (
-            Some(json!({"type": "object", "additionalProperties": false})),
-            schema(generator.subschema_for::<super::types::DiagnosticsReport>()),
-        ),
-        Procedure::SetConsent => (
-            Some(schema(generator.subschema_for::<SetConsentInput>())),
-            schema(generator.subschema_for::<SetConsentOutput>()),
-        ),
-    }
-}
-
-fn summary(procedure: Procedure) -> &'static str {
-    match procedure {
-        Procedure::Track => "Track one event (anyone; JWT optional).",
-        Procedure::TrackBatch => "Track 1 to 50 events; each item settles on its own.",
-        Procedure::GetStats => "Buffer, counters, rates, health and pool (ADMIN).",
-        Procedure::ForceFlush => "Write everything buffered now and report it (ADMIN).",
-        Procedure::SetConsent => {
-            "Opt the caller's session (and signed-in user) in or out of analytics."
-        }
-        Procedure::Diagnostics => {
-            "Database reachability, latency, tables, migrations and row counts, and the pipeline (ADMIN)."
-        }
-    }
 }
 
 fn error_codes() -> Map<String, Value> {
@@ -323,7 +265,10 @@ mod tests {
             .iter()
             .filter_map(|method| method["name"].as_str())
             .collect();
-        assert_eq!(names, Procedure::ALL.map(Procedure::path));
+        assert_eq!(
+            names,
+            Procedure::all().map(Procedure::path).collect::<Vec<_>>()
+        );
         let input = &document["components"]["schemas"]["TrackEventInput"];
         assert_eq!(input["properties"]["eventType"]["maxLength"], 100);
         assert_eq!(input["additionalProperties"], false);

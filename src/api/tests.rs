@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::api::rate_limit::RateLimitSettings;
+use crate::api::types::TrackBatchOutput;
 use crate::pipeline::clock::SystemClock;
 use crate::pipeline::{FlusherHandle, PipelineConfig};
 use crate::storage::MemoryStore;

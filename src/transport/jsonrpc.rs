@@ -14,7 +14,7 @@ use crate::domain::RequestContext;
 /// The module serving every `eventIngestion.*` method.
 pub fn rpc_module(service: Arc<EventIngestion>) -> RpcModule<EventIngestion> {
     let mut module = RpcModule::from_arc(service);
-    for procedure in Procedure::ALL {
+    for procedure in Procedure::all() {
         let registered = module.register_async_method(
             procedure.path(),
             move |params, service, extensions| async move {

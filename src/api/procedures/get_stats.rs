@@ -1,0 +1,37 @@
+//! `eventIngestion.getStats`: buffer, counters, rates, health and pool.
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use super::{Access, Kind, ProcedureSpec, expect_no_input, no_input, schema_of, to_json};
+use crate::api::EventIngestion;
+use crate::api::error::ApiError;
+use crate::domain::RequestContext;
+use crate::pipeline::stats::StatsReport;
+
+pub(super) const PROCEDURE: ProcedureSpec = ProcedureSpec {
+    path: "eventIngestion.getStats",
+    kind: Kind::Query,
+    access: Access::Admin,
+    summary: "Buffer, counters, rates, health and pool (ADMIN).",
+    input_required: false,
+    input_schema: no_input,
+    output_schema: schema_of::<StatsReport>,
+    handler: handle,
+};
+
+fn handle<'a>(
+    service: &'a EventIngestion,
+    _: &'a RequestContext,
+    input: Option<Value>,
+) -> BoxFuture<'a, Result<Value, ApiError>> {
+    Box::pin(async move { to_json(service.get_stats(input).await) })
+}
+
+impl EventIngestion {
+    /// `eventIngestion.getStats`: buffer, counters, rates, health and pool.
+    async fn get_stats(&self, input: Option<Value>) -> Result<StatsReport, ApiError> {
+        expect_no_input(input)?;
+        Ok(self.pipeline.stats())
+    }
+}
