@@ -68,9 +68,11 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = TcpListener::bind(config.bind)
+    // Refused settings stop the process before it listens.
+    config.validate()?;
+    let listener = TcpListener::bind(config.http.bind)
         .await
-        .map_err(|error| format!("cannot listen on {}: {error}", config.bind))?;
+        .map_err(|error| format!("cannot listen on {}: {error}", config.http.bind))?;
     let report = server::run(config, listener, shutdown_signal()).await?;
     if report.remaining > 0 {
         return Err(format!("{} buffered events could not be written", report.remaining).into());
@@ -80,8 +82,8 @@ async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     config.validate()?;
-    let url = config.database_url();
-    let store = storage::connect(&url, &config.pool()).await?;
+    let url = config.database.url();
+    let store = storage::connect(&url, &config.database.pool()).await?;
     let applied = store.run_migrations().await?;
     tracing::info!(database = %storage::redact_url(&url), applied, "migrations complete");
     Ok(())
@@ -90,8 +92,8 @@ async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
 /// Prints a diagnosis of the configured database as JSON.
 async fn doctor(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     config.validate()?;
-    let url = config.database_url();
-    let store = storage::connect(&url, &config.pool()).await?;
+    let url = config.database.url();
+    let store = storage::connect(&url, &config.database.pool()).await?;
     let diagnosis = sluice::diagnostics::diagnose(store.as_ref()).await;
     println!("{}", serde_json::to_string_pretty(&diagnosis)?);
     if diagnosis.is_healthy() {
@@ -105,6 +107,7 @@ async fn doctor(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
 fn mint(config: &Config, args: TokenArgs) -> Result<(), Box<dyn std::error::Error>> {
     config.validate()?;
     let secret = config
+        .auth
         .jwt_secret()
         .ok_or("set SLUICE_JWT_SECRET (or --jwt-secret) to mint tokens")?;
     let claims = Claims {

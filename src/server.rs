@@ -53,8 +53,8 @@ impl RunningServer {
     /// Connects to the database, applies migrations, starts the flusher and serves `listener`.
     pub async fn start(config: &Config, listener: TcpListener) -> Result<Self, StartError> {
         config.validate()?;
-        let database_url = config.database_url();
-        let store = storage::connect(&database_url, &config.pool()).await?;
+        let database_url = config.database.url();
+        let store = storage::connect(&database_url, &config.database.pool()).await?;
         let applied = store.run_migrations().await?;
         tracing::info!(
             database = %storage::redact_url(&database_url),
@@ -62,14 +62,17 @@ impl RunningServer {
             migrations_applied = applied,
             "database ready"
         );
-        let (pipeline, flusher) =
-            Pipeline::start(config.pipeline()?, store.clone(), Arc::new(SystemClock));
+        let (pipeline, flusher) = Pipeline::start(
+            config.pipeline.settings()?,
+            store.clone(),
+            Arc::new(SystemClock),
+        );
         pipeline.refresh_consents().await?;
         let consent_refresher = tokio::spawn(refresh_consents(pipeline.clone()));
         let service = Arc::new(EventIngestion::new(
             pipeline,
-            Authenticator::new(config.admin_token(), config.jwt_secret()),
-            RateLimits::new(config.rate_limits()),
+            Authenticator::new(config.auth.admin_token(), config.auth.jwt_secret()),
+            RateLimits::new(config.limits.settings()),
         ));
         let methods = jsonrpc::rpc_module(service.clone());
         let (stop, server_handle) = stop_channel();
@@ -78,7 +81,7 @@ impl RunningServer {
             listener,
             service.clone(),
             methods.into(),
-            config.http(),
+            config.http.settings(),
             stop,
         );
         tracing::info!(address = %local_addr, "sluice ready to accept requests");

@@ -386,10 +386,9 @@ async fn transport_ceiling(connections: usize, duration: Duration) -> Run {
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let dir = tempfile::tempdir().expect("dir");
-    let config = Config {
-        database_url: Some(format!("sqlite://{}", dir.path().join("noop.db").display())),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.database.database_url =
+        Some(format!("sqlite://{}", dir.path().join("noop.db").display()));
     // A real Sluice for its HTTP stack and service, plus the no-op method beside the procedures.
     let probe = RunningServer::start(
         &config,
@@ -411,7 +410,7 @@ async fn transport_ceiling(connections: usize, duration: Duration) -> Run {
         listener,
         probe.service().clone(),
         methods.into(),
-        config.http(),
+        config.http.settings(),
         stop,
     );
     let run = drive(
@@ -533,11 +532,9 @@ async fn drain(server: &RunningServer) {
 /// A server with the shipped defaults (rate limiting off, as the load comes from one
 /// address), changed by `adjust`.
 async fn start(database_url: &str, adjust: impl FnOnce(&mut Config)) -> RunningServer {
-    let mut config = Config {
-        database_url: Some(database_url.to_owned()),
-        rate_limit_per_second: 0,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.database.database_url = Some(database_url.to_owned());
+    config.limits.rate_limit_per_second = 0;
     adjust(&mut config);
     RunningServer::start(
         &config,
@@ -613,7 +610,7 @@ async fn write_path(
     let at_load_end = pipeline.stats().counters;
     // The flusher keeps writing full batches by itself; what is left under one batch waits
     // for the timer, which the drain does not wait for.
-    let batch_size = Config::default().batch_size;
+    let batch_size = Config::default().pipeline.batch_size;
     while pipeline.buffer_len() >= batch_size {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -833,14 +830,14 @@ async fn main() {
         let shipped_bare = database_ceiling(
             &store,
             seconds,
-            Config::default().batch_size,
+            Config::default().pipeline.batch_size,
             session_less,
             200_000_000,
         )
         .await;
         println!(
             "database ceiling, {MAX_WRITE_EVENTS}-row writes: bare inserts {bare:.0} events/s; with the session fold {folded:.0} events/s (bare inserts in writes of {}: {shipped_bare:.0} events/s)",
-            Config::default().batch_size
+            Config::default().pipeline.batch_size
         );
         drop(store);
         if std::env::var("SLUICE_BENCH_CEILINGS_ONLY").is_ok() {
@@ -883,9 +880,9 @@ async fn main() {
         // The same load with the writes deferred until it ends: what the request path alone
         // costs, to tell it apart from the database work sharing the machine.
         let deferred = start(&target.database("deferred").await, |config| {
-            config.batch_size = 10_000_000;
-            config.buffer_capacity = 10_000_000;
-            config.batch_timeout_ms = 3_600_000;
+            config.pipeline.batch_size = 10_000_000;
+            config.pipeline.buffer_capacity = 10_000_000;
+            config.pipeline.batch_timeout_ms = 3_600_000;
         })
         .await;
         let request_path = track_load(

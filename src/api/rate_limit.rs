@@ -15,6 +15,13 @@ use super::error::{ApiError, ErrorCode};
 /// How many checks pass between sweeps of idle buckets, which keep memory bounded.
 const SWEEP_EVERY: u64 = 4096;
 
+/// Sustained events per second per client by default.
+pub const DEFAULT_PER_SECOND: u32 = 100;
+/// Events a client may send at once by default.
+pub const DEFAULT_BURST: u32 = 1000;
+/// The smallest burst that lets one full `trackBatch` through.
+pub const MIN_BURST: u32 = crate::api::MAX_BATCH_EVENTS as u32;
+
 /// The rate-limit settings.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimitSettings {

@@ -20,6 +20,13 @@ use super::stats::Stats;
 use crate::domain::EventRecord;
 use crate::storage::{EventStore, StorageError};
 
+/// Events waiting that trigger a write, by default.
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+/// Longest an accepted event waits before a write, by default, in milliseconds.
+pub const DEFAULT_BATCH_TIMEOUT_MS: u64 = 10_000;
+/// How long shutdown keeps retrying to write buffered events, by default, in seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
+
 /// The most events one write takes. `batch_size` says when to write, not how much: with a
 /// backlog waiting, one transaction of up to this many rows costs far less per row than
 /// writes of `batch_size` each (fewer commits, statements and fsyncs), and it stays short

@@ -64,27 +64,35 @@ pub struct PipelineConfig {
     pub rules: BusinessRules,
 }
 
+/// Most events held in memory by default.
+pub const DEFAULT_BUFFER_CAPACITY: usize = 100_000;
+/// The default deduplication window, in seconds.
+pub const DEFAULT_DEDUP_TTL_SECONDS: u64 = 60;
+/// Fingerprints kept in memory by default: the whole 60 s window up to about 4 000 events/s
+/// in about 25 MB.
+pub const DEFAULT_DEDUP_MAX_ENTRIES: usize = 250_000;
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             flush: FlushSettings {
-                batch_size: 100,
-                batch_timeout: Duration::from_millis(10_000),
+                batch_size: flusher::DEFAULT_BATCH_SIZE,
+                batch_timeout: Duration::from_millis(flusher::DEFAULT_BATCH_TIMEOUT_MS),
                 initial_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(10),
-                shutdown_timeout: Duration::from_secs(30),
+                shutdown_timeout: Duration::from_secs(flusher::DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
             },
             ack: AckMode::Buffered,
             durable_timeout: Duration::from_secs(30),
-            buffer_capacity: 100_000,
+            buffer_capacity: DEFAULT_BUFFER_CAPACITY,
             admission_wait: ADMISSION_WAIT,
             enable_deduplication: true,
             enable_enrichment: true,
             drop_bots: false,
             ip_storage: enrichment::IpStorage::Truncated,
             geoip: None,
-            dedup_ttl: Duration::from_secs(60),
-            dedup_cache_capacity: 250_000,
+            dedup_ttl: Duration::from_secs(DEFAULT_DEDUP_TTL_SECONDS),
+            dedup_cache_capacity: DEFAULT_DEDUP_MAX_ENTRIES,
             idempotency_cache_ttl: Duration::from_secs(600),
             rules: BusinessRules::default(),
         }

@@ -27,6 +27,13 @@ pub struct BusinessRules {
     pub required_props: BTreeMap<String, Vec<String>>,
 }
 
+/// Largest serialized props object by default, in bytes.
+pub const DEFAULT_MAX_PROPS_BYTES: usize = 32 * 1024;
+/// How far in the future `props.occurred_at` may be by default, in seconds.
+pub const DEFAULT_MAX_FUTURE_SKEW_SECONDS: u64 = 300;
+/// How old `props.occurred_at` may be by default, in days.
+pub const DEFAULT_MAX_EVENT_AGE_DAYS: u64 = 30;
+
 impl Default for BusinessRules {
     fn default() -> Self {
         let required = [
@@ -37,9 +44,9 @@ impl Default for BusinessRules {
             ("post_cta_clicked", &["cta_type", "cta_url"]),
         ];
         Self {
-            max_future_skew: Duration::from_secs(5 * 60),
-            max_event_age: Duration::from_secs(30 * 24 * 60 * 60),
-            max_props_bytes: 32 * 1024,
+            max_future_skew: Duration::from_secs(DEFAULT_MAX_FUTURE_SKEW_SECONDS),
+            max_event_age: Duration::from_secs(DEFAULT_MAX_EVENT_AGE_DAYS * 24 * 60 * 60),
+            max_props_bytes: DEFAULT_MAX_PROPS_BYTES,
             required_props: required
                 .into_iter()
                 .map(|(event_type, props)| {

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::domain::{ConsentSubject, EventRecord};
 
 pub use memory::MemoryStore;
-pub use pool::PoolOptions;
+pub use pool::{DEFAULT_POOL_SIZE, PoolOptions};
 
 /// The statements a written batch needs besides the insert. Only rows with a session or a
 /// user can belong to a subject that opted out, and only rows with a session change a

@@ -62,10 +62,13 @@ pub struct PoolOptions {
     pub connect_timeout: Duration,
 }
 
+/// Connections in the pool by default.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
 impl Default for PoolOptions {
     fn default() -> Self {
         Self {
-            max_size: 8,
+            max_size: DEFAULT_POOL_SIZE,
             wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
         }

@@ -50,13 +50,20 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
 }
 
+/// Largest request body by default, in bytes.
+pub const DEFAULT_MAX_BODY_BYTES: u32 = 1024 * 1024;
+/// Most concurrent connections by default.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+/// Most WebSocket connections open at once by default.
+pub const DEFAULT_MAX_WS_CONNECTIONS: usize = 1024;
+
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
-            max_request_body_bytes: 1024 * 1024,
-            max_connections: 4096,
+            max_request_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_batch_len: 100,
-            max_ws_connections: 1024,
+            max_ws_connections: DEFAULT_MAX_WS_CONNECTIONS,
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
         }

@@ -51,9 +51,9 @@ async fn a_wrong_token_is_unauthorized_everywhere(backend: Backend) {
 
 async fn get_stats_has_the_contract_shape(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.batch_size = 7;
-        config.batch_timeout_ms = 60_000;
-        config.dedup_ttl_seconds = 90;
+        config.pipeline.batch_size = 7;
+        config.pipeline.batch_timeout_ms = 60_000;
+        config.pipeline.dedup_ttl_seconds = 90;
     })
     .await;
     server.track(page_view()).await;

@@ -89,3 +89,78 @@ fn contradictory_settings_refuse_to_boot() {
     assert!(log.contains("buffer capacity"), "{log}");
     assert!(!std::path::Path::new("never-created.db").exists());
 }
+
+/// Each setting the docs bound is refused with a one-line error naming it, and the process
+/// exits non-zero before it listens.
+#[test]
+fn settings_the_docs_forbid_refuse_to_start() {
+    let cases = [
+        (
+            "SLUICE_JWT_SECRET",
+            "abc",
+            "SLUICE_JWT_SECRET must be at least 32 bytes",
+        ),
+        ("SLUICE_TRUSTED_PROXIES", "10.0.0.1,notanip", "notanip"),
+        (
+            "SLUICE_RATE_LIMIT_BURST",
+            "1",
+            "SLUICE_RATE_LIMIT_BURST must be at least 50",
+        ),
+        (
+            "SLUICE_ADMIN_TOKEN",
+            "short",
+            "SLUICE_ADMIN_TOKEN must be at least 16",
+        ),
+        (
+            "SLUICE_MAX_BODY_BYTES",
+            "10",
+            "SLUICE_MAX_BODY_BYTES must be at least",
+        ),
+        (
+            "SLUICE_DB_POOL_SIZE",
+            "0",
+            "SLUICE_DB_POOL_SIZE must be at least 1",
+        ),
+        (
+            "SLUICE_MAX_CONNECTIONS",
+            "0",
+            "SLUICE_MAX_CONNECTIONS must be at least 1",
+        ),
+    ];
+    for (name, value, expected) in cases {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("port")
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .env(name, value)
+            .env("SLUICE_BIND", format!("127.0.0.1:{port}"))
+            .env("SLUICE_DATABASE_URL", "sqlite://never-created.db")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sluice");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+                "{name}={value}: sluice listened"
+            );
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{name}={value}: sluice did not exit");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let output = child.wait_with_output().expect("output");
+        let log = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        assert!(!status.success(), "{name}={value}: {log}");
+        let line: Vec<&str> = log.lines().filter(|line| line.contains(expected)).collect();
+        assert_eq!(line.len(), 1, "{name}={value}: one line names it: {log}");
+    }
+    assert!(!std::path::Path::new("never-created.db").exists());
+}

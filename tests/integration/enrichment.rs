@@ -85,7 +85,7 @@ async fn client_addresses_are_truncated_or_dropped(backend: Backend) {
         Some("127.0.0.0/24")
     );
     let none = TestServer::start_with(backend, |config| {
-        config.ip_storage = sluice::pipeline::enrichment::IpStorage::None;
+        config.pipeline.ip_storage = sluice::pipeline::enrichment::IpStorage::None;
     })
     .await;
     let result = track_with(&none, page_view(), &[]).await;
@@ -109,7 +109,7 @@ async fn cdn_geography_comes_only_from_trusted_proxies(backend: Backend) {
     assert_eq!(stored.ip_address.as_deref(), Some("127.0.0.0/24"));
 
     let behind_cdn = TestServer::start_with(backend, |config| {
-        config.trusted_proxies = "127.0.0.1".into();
+        config.http.trusted_proxies = "127.0.0.1".into();
     })
     .await;
     let result = track_with(&behind_cdn, page_view(), &cdn).await;
@@ -130,8 +130,8 @@ async fn a_geoip_database_locates_clients(backend: Backend) {
         &mmdb::city_record("FR", "IDF", "Paris"),
     );
     let server = TestServer::start_with(backend, |config| {
-        config.geoip_db = Some(path.clone());
-        config.trusted_proxies = "127.0.0.1".into();
+        config.pipeline.geoip_db = Some(path.clone());
+        config.http.trusted_proxies = "127.0.0.1".into();
     })
     .await;
     let inside = track_with(&server, page_view(), &[("x-forwarded-for", "203.0.113.77")]).await;
@@ -178,7 +178,7 @@ async fn attribution_is_completed_from_the_landing_page(backend: Backend) {
 
 async fn sessions_are_folded_in_the_same_write(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.trusted_proxies = "127.0.0.1".into();
+        config.http.trusted_proxies = "127.0.0.1".into();
     })
     .await;
     let session = Uuid::now_v7();
@@ -344,7 +344,7 @@ async fn an_opted_out_user_is_suppressed_on_every_node(backend: Backend) {
 }
 
 async fn bots_can_be_dropped(backend: Backend) {
-    let server = TestServer::start_with(backend, |config| config.drop_bots = true).await;
+    let server = TestServer::start_with(backend, |config| config.pipeline.drop_bots = true).await;
     let bot = track_with(&server, page_view(), &[("user-agent", GOOGLEBOT)]).await;
     assert_eq!(bot["status"], "suppressed");
     let person = track_with(&server, page_view(), &[("user-agent", CHROME)]).await;

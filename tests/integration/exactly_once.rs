@@ -272,7 +272,7 @@ async fn the_database_refuses_a_duplicate_that_memory_missed(backend: Backend) {
 }
 
 async fn deduplication_can_be_switched_off(backend: Backend) {
-    let server = TestServer::start_with(backend, |config| config.dedup = false).await;
+    let server = TestServer::start_with(backend, |config| config.pipeline.dedup = false).await;
     let input = event_at(Utc::now() - chrono::Duration::minutes(1));
     assert_eq!(
         track_raw(&server, input.clone()).await["status"],

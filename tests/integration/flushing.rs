@@ -16,7 +16,7 @@ backend_tests!(
 );
 
 async fn a_full_batch_flushes_at_once(backend: Backend) {
-    let server = TestServer::start_with(backend, |config| config.batch_size = 5).await;
+    let server = TestServer::start_with(backend, |config| config.pipeline.batch_size = 5).await;
     for _ in 0..4 {
         server.track(page_view()).await;
     }
@@ -35,7 +35,8 @@ async fn a_full_batch_flushes_at_once(backend: Backend) {
 }
 
 async fn the_timer_flushes_a_partial_batch(backend: Backend) {
-    let server = TestServer::start_with(backend, |config| config.batch_timeout_ms = 200).await;
+    let server =
+        TestServer::start_with(backend, |config| config.pipeline.batch_timeout_ms = 200).await;
     let started = std::time::Instant::now();
     let id = server.track(page_view()).await;
     assert_eq!(server.wait_for_count(1, Duration::from_secs(10)).await, 1);
@@ -70,7 +71,7 @@ async fn force_flush_reports_what_it_wrote(backend: Backend) {
 }
 
 async fn batches_larger_than_one_statement_are_written(backend: Backend) {
-    let server = TestServer::start_with(backend, |config| config.batch_size = 2500).await;
+    let server = TestServer::start_with(backend, |config| config.pipeline.batch_size = 2500).await;
     for _ in 0..50 {
         let events: Vec<Value> = (0..50).map(|_| page_view()).collect();
         server
@@ -87,7 +88,7 @@ async fn batches_larger_than_one_statement_are_written(backend: Backend) {
 /// Statements have fixed lengths (SQLite writes 25, then 10, then 1 row at a time), so a
 /// batch of 123 takes every length; each event must land once, none left behind.
 async fn a_batch_of_any_length_is_written_whole(backend: Backend) {
-    let server = TestServer::start_with(backend, |config| config.batch_size = 1000).await;
+    let server = TestServer::start_with(backend, |config| config.pipeline.batch_size = 1000).await;
     for size in [50, 50, 23] {
         let events: Vec<Value> = (0..size).map(|_| page_view()).collect();
         let reply = server

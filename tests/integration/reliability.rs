@@ -136,10 +136,10 @@ async fn a_database_outage_loses_no_accepted_event() {
     let name = database.url.rsplit('/').next().expect("name").to_owned();
     let through_proxy = database_url(&format!("postgres://postgres@{}/x", proxy.addr), &name);
     let mut config = test_config(&database);
-    config.database_url = Some(through_proxy);
-    config.batch_size = 10;
-    config.batch_timeout_ms = 100;
-    config.buffer_capacity = 40;
+    config.database.database_url = Some(through_proxy);
+    config.pipeline.batch_size = 10;
+    config.pipeline.batch_timeout_ms = 100;
+    config.pipeline.buffer_capacity = 40;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -219,7 +219,7 @@ async fn a_database_outage_loses_no_accepted_event() {
 
 async fn durable_mode_answers_after_the_commit(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.ack = sluice::pipeline::AckMode::Durable;
+        config.pipeline.ack = sluice::pipeline::AckMode::Durable;
     })
     .await;
     // The batch timer is an hour: only the durable path can have written these.
@@ -525,8 +525,8 @@ impl EventsLocked {
 /// the same batch is accepted once there is room.
 async fn a_full_buffer_refuses_a_whole_batch_and_loses_nothing(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.batch_size = 10;
-        config.buffer_capacity = 20;
+        config.pipeline.batch_size = 10;
+        config.pipeline.buffer_capacity = 20;
     })
     .await;
     let lock = EventsLocked::hold(&server).await;

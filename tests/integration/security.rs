@@ -263,8 +263,8 @@ async fn deep_nesting_is_refused_without_harm(backend: Backend) {
 
 async fn the_rate_limit_trips_and_recovers(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.rate_limit_per_second = 1;
-        config.rate_limit_burst = 50;
+        config.limits.rate_limit_per_second = 1;
+        config.limits.rate_limit_burst = 50;
     })
     .await;
     let events: Vec<Value> = (0..50).map(|_| page_view()).collect();
@@ -315,7 +315,7 @@ async fn spoofed_forwarded_headers_are_ignored(backend: Backend) {
 
 async fn trusted_proxies_name_the_client(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.trusted_proxies = "127.0.0.1/32".into();
+        config.http.trusted_proxies = "127.0.0.1/32".into();
     })
     .await;
     let at = an_hour_ago();
@@ -349,7 +349,7 @@ fn an_hour_ago() -> String {
 }
 
 async fn websocket_connections_are_capped(backend: Backend) {
-    let server = TestServer::start_with(backend, |config| config.max_ws_connections = 2).await;
+    let server = TestServer::start_with(backend, |config| config.http.max_ws_connections = 2).await;
     let first = server.try_ws_client("", None).await.expect("first");
     let second = server.try_ws_client("", None).await.expect("second");
     assert!(
@@ -382,7 +382,7 @@ fn admin_token_and_jwt_secret_constants_differ() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_preflights_are_answered_for_allowed_origins() {
     let server = TestServer::start_with(Backend::Sqlite, |config| {
-        config.cors_origins = vec!["https://app.example.com".into()];
+        config.http.cors_origins = vec!["https://app.example.com".into()];
     })
     .await;
     let preflight = |origin: &'static str| {

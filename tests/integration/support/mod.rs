@@ -87,16 +87,15 @@ pub struct TestServer {
 /// The configuration tests start from: nothing flushes by itself unless a test asks for it,
 /// and rate limiting is off unless a test turns it on.
 pub fn test_config(database: &TestDatabase) -> Config {
-    Config {
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        database_url: Some(database.url.clone()),
-        batch_timeout_ms: 3_600_000,
-        admin_token: Some(ADMIN_TOKEN.to_owned()),
-        jwt_secret: Some(JWT_SECRET.to_owned()),
-        rate_limit_per_second: 0,
-        db_pool_size: 4,
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.http.bind = "127.0.0.1:0".parse().expect("addr");
+    config.database.database_url = Some(database.url.clone());
+    config.database.db_pool_size = 4;
+    config.pipeline.batch_timeout_ms = 3_600_000;
+    config.auth.admin_token = Some(ADMIN_TOKEN.to_owned());
+    config.auth.jwt_secret = Some(JWT_SECRET.to_owned());
+    config.limits.rate_limit_per_second = 0;
+    config
 }
 
 impl TestServer {
@@ -118,7 +117,7 @@ impl TestServer {
     }
 
     async fn boot(config: &Config) -> RunningServer {
-        let listener = TcpListener::bind(config.bind).await.expect("bind");
+        let listener = TcpListener::bind(config.http.bind).await.expect("bind");
         RunningServer::start(config, listener)
             .await
             .expect("server starts")
@@ -275,7 +274,7 @@ impl TestServer {
 
     /// The URL of this server's database.
     pub fn database_url(&self) -> String {
-        self.config.database_url()
+        self.config.database.url()
     }
 
     /// Another Sluice process on the same database (a second node of a cluster). Keep the
