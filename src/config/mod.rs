@@ -1,5 +1,6 @@
-//! Configuration: typed parts by concern from flags and `SLUICE_*` environment variables (same names),
-//! parsed once at start-up and checked for contradictions before anything binds.
+//! Configuration: one typed part per concern (HTTP, database, pipeline, auth, limits), from
+//! flags and `SLUICE_*` environment variables (same names), parsed once at start-up and
+//! checked, part by part, before anything binds.
 
 mod auth;
 mod database;
