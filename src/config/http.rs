@@ -8,7 +8,8 @@ use clap::Args;
 use super::ConfigError;
 use crate::transport::client_ip::parse_trusted_proxies;
 use crate::transport::http::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_WS_CONNECTIONS, HttpSettings,
+    DEFAULT_HEADER_READ_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_WS_CONNECTIONS, HttpSettings,
 };
 
 /// The address Sluice listens on by default: local only.
@@ -28,7 +29,13 @@ pub struct HttpConfig {
     #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
     pub max_body_bytes: u32,
 
-    /// Most concurrent connections (HTTP and WebSocket), at least 1.
+    /// Seconds a client may take to send a request head, counted from when the connection is
+    /// ready for it; an idle keep-alive connection is closed after as long. At least 1.
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECONDS, global = true)]
+    pub header_read_timeout_seconds: u64,
+
+    /// Most concurrent connections (HTTP and WebSocket), at least 1; past it, new connections
+    /// wait to be accepted.
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, global = true)]
     pub max_connections: u32,
 
@@ -62,6 +69,7 @@ impl Default for HttpConfig {
         Self {
             bind: DEFAULT_BIND,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout_seconds: DEFAULT_HEADER_READ_TIMEOUT_SECONDS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_ws_connections: DEFAULT_MAX_WS_CONNECTIONS,
             cors_origins: Vec::new(),
@@ -78,6 +86,11 @@ impl HttpConfig {
                 "SLUICE_MAX_BODY_BYTES must be at least {MIN_BODY_BYTES} (got {})",
                 self.max_body_bytes
             )));
+        }
+        if self.header_read_timeout_seconds == 0 {
+            return Err(ConfigError::new(
+                "SLUICE_HEADER_READ_TIMEOUT_SECONDS must be at least 1",
+            ));
         }
         if self.max_connections == 0 {
             return Err(ConfigError::new(
@@ -100,6 +113,7 @@ impl HttpConfig {
             max_request_body_bytes: self.max_body_bytes,
             max_connections: self.max_connections,
             max_ws_connections: self.max_ws_connections,
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds),
             trusted_proxies: parse_trusted_proxies(&self.trusted_proxies).unwrap_or_default(),
             cors_origins: self
                 .cors_origins

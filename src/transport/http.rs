@@ -14,8 +14,7 @@ use hyper::body::Incoming;
 use ipnet::IpNet;
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
-    HttpBody, Methods, ServerConfig, StopHandle, TowerServiceBuilder, serve_with_graceful_shutdown,
-    ws::is_upgrade_request,
+    HttpBody, Methods, ServerConfig, StopHandle, TowerServiceBuilder, ws::is_upgrade_request,
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -25,6 +24,7 @@ use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::client_ip::{cdn_place, client_ip};
+use super::connection::{self, Acceptor};
 use super::notifications::ExecuteNotificationsLayer;
 use super::{probes, trpc};
 use crate::api::EventIngestion;
@@ -48,12 +48,17 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<IpNet>,
     /// Origins browsers may call from; `*` for any (then without credentials); empty: none.
     pub cors_origins: Vec<String>,
+    /// Longest a client may take to send a request head, counted from when the connection
+    /// is ready for it: also how long an idle keep-alive connection stays open.
+    pub header_read_timeout: std::time::Duration,
 }
 
 /// Largest request body by default, in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: u32 = 1024 * 1024;
 /// Most concurrent connections by default.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+/// How long a client may take to send a request head, or sit idle, by default, in seconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 15;
 /// Most WebSocket connections open at once by default.
 pub const DEFAULT_MAX_WS_CONNECTIONS: usize = 1024;
 
@@ -66,6 +71,9 @@ impl Default for HttpSettings {
             max_ws_connections: DEFAULT_MAX_WS_CONNECTIONS,
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
+            header_read_timeout: std::time::Duration::from_secs(
+                DEFAULT_HEADER_READ_TIMEOUT_SECONDS,
+            ),
         }
     }
 }
@@ -100,15 +108,11 @@ pub async fn serve(
         methods,
         stop: stop.clone(),
     });
+    let header_read_timeout = shared.settings.header_read_timeout;
+    let acceptor = Acceptor::new(listener, shared.settings.max_connections as usize);
     loop {
-        let (socket, peer_addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "failed to accept a connection");
-                    continue;
-                }
-            },
+        let (socket, peer_addr, permit) = tokio::select! {
+            accepted = acceptor.accept() => accepted,
             () = stop.clone().shutdown() => break,
         };
         let _ = socket.set_nodelay(true);
@@ -120,12 +124,17 @@ pub async fn serve(
             });
         let connection_stop = stop.clone();
         tokio::spawn(async move {
-            let served =
-                serve_with_graceful_shutdown(socket, service, connection_stop.clone().shutdown());
+            let served = connection::serve(
+                socket,
+                service,
+                header_read_timeout,
+                connection_stop.clone().shutdown(),
+            );
             if let Err(error) = served.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
             drop(connection_stop);
+            drop(permit);
         });
     }
 }

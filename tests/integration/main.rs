@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod batch;
 mod cli;
+mod connections;
 mod enrichment;
 mod exactly_once;
 mod flushing;
