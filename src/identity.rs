@@ -24,6 +24,16 @@ pub enum AuthError {
     Forbidden(String),
 }
 
+impl AuthError {
+    /// A stable tag for logs and metrics.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+        }
+    }
+}
+
 /// A secret that never prints.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

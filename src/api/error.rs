@@ -106,6 +106,20 @@ impl ErrorCode {
     }
 }
 
+impl From<crate::api::rate_limit::RateLimited> for ApiError {
+    fn from(error: crate::api::rate_limit::RateLimited) -> Self {
+        use crate::api::rate_limit::RateLimited;
+        let retry_after_secs = match error {
+            RateLimited::Exceeded { retry_after_secs } => Some(retry_after_secs),
+            RateLimited::OverBurst { .. } => None,
+        };
+        Self {
+            retry_after_secs,
+            ..Self::new(ErrorCode::TooManyRequests, error.to_string())
+        }
+    }
+}
+
 impl From<crate::identity::AuthError> for ApiError {
     fn from(error: crate::identity::AuthError) -> Self {
         use crate::identity::AuthError;
@@ -165,6 +179,16 @@ impl ApiError {
         Self {
             retry_after_secs: Some(retry_after_secs),
             ..Self::new(ErrorCode::ServiceUnavailable, message)
+        }
+    }
+
+    /// The one wire form of an error, `{code, message, data}`: JSON-RPC's error object,
+    /// tRPC's error shape and a rejected trackBatch item all carry exactly this.
+    pub fn wire(&self, path: &str) -> crate::api::types::ItemError {
+        crate::api::types::ItemError {
+            code: self.code.json_rpc_code(),
+            message: self.message.clone(),
+            data: self.data(path),
         }
     }
 

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::error::{ApiError, ErrorCode};
-
 /// How many checks pass between sweeps of idle buckets, which keep memory bounded.
 const SWEEP_EVERY: u64 = 4096;
 
@@ -29,6 +27,27 @@ pub struct RateLimitSettings {
     pub per_second: u32,
     /// Events a client may send at once before the sustained rate applies.
     pub burst: u32,
+}
+
+/// Why a client's events were turned away; mapped to TOO_MANY_REQUESTS in `api::error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RateLimited {
+    /// Over the sustained rate: the client may retry after this many seconds.
+    #[error("Rate limit exceeded; retry in {retry_after_secs} s")]
+    Exceeded { retry_after_secs: u64 },
+    /// More events in one call than a whole burst: retrying cannot help.
+    #[error("{cost} events at once exceed the rate limit burst")]
+    OverBurst { cost: u32 },
+}
+
+impl RateLimited {
+    /// A stable tag for logs and metrics.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::Exceeded { .. } => "rate_limited",
+            Self::OverBurst { .. } => "over_burst",
+        }
+    }
 }
 
 /// The keyed token buckets.
@@ -50,7 +69,7 @@ impl RateLimits {
     }
 
     /// Takes `cost` tokens from `key`'s bucket, or says how long to wait.
-    pub fn check(&self, key: &str, cost: usize) -> Result<(), ApiError> {
+    pub fn check(&self, key: &str, cost: usize) -> Result<(), RateLimited> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
@@ -65,19 +84,12 @@ impl RateLimits {
             Ok(Err(not_until)) => not_until.wait_time_from(DefaultClock::default().now()),
             // More than a whole burst at once can never pass: say so instead of "retry".
             Err(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::TooManyRequests,
-                    format!("{cost} events at once exceed the rate limit burst"),
-                ));
+                return Err(RateLimited::OverBurst { cost: cost.get() });
             }
         };
         let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        Err(ApiError {
-            retry_after_secs: Some(retry_after.max(1)),
-            ..ApiError::new(
-                ErrorCode::TooManyRequests,
-                format!("Rate limit exceeded; retry in {} s", retry_after.max(1)),
-            )
+        Err(RateLimited::Exceeded {
+            retry_after_secs: retry_after.max(1),
         })
     }
 }
@@ -96,8 +108,12 @@ mod tests {
             limits.check("ip:1.2.3.4", 1).expect("within burst");
         }
         let error = limits.check("ip:1.2.3.4", 1).expect_err("over");
-        assert_eq!(error.code, ErrorCode::TooManyRequests);
-        assert_eq!(error.retry_after_secs, Some(1));
+        assert_eq!(
+            error,
+            RateLimited::Exceeded {
+                retry_after_secs: 1
+            }
+        );
         limits
             .check("ip:5.6.7.8", 1)
             .expect("another client has its own bucket");

@@ -274,24 +274,14 @@ fn json_rpc_error_response(error: &ApiError) -> Response<HttpBody> {
     let body = json!({
         "jsonrpc": "2.0",
         "id": Value::Null,
-        "error": {
-            "code": error.code.json_rpc_code(),
-            "message": error.message,
-            "data": error.data(""),
-        }
+        "error": error.wire(""),
     });
     json_response(error, body)
 }
 
 /// A JSON error body in the shared error shape, with the matching HTTP status.
 pub fn error_response(error: &ApiError, path: &str) -> Response<HttpBody> {
-    let body = json!({
-        "error": {
-            "code": error.code.json_rpc_code(),
-            "message": error.message,
-            "data": error.data(path),
-        }
-    });
+    let body = json!({ "error": error.wire(path) });
     json_response(error, body)
 }
 

@@ -76,9 +76,6 @@ fn input_from_params(params: &Params<'_>) -> Result<Option<Value>, ApiError> {
 
 /// The wire form of an error: tRPC's number, message and data.
 pub fn to_error_object(error: &ApiError, path: &str) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(
-        error.code.json_rpc_code(),
-        error.message.clone(),
-        Some(error.data(path)),
-    )
+    let wire = error.wire(path);
+    ErrorObjectOwned::owned(wire.code, wire.message, Some(wire.data))
 }

@@ -280,15 +280,10 @@ fn success_item(data: Value, superjson: bool) -> Value {
 }
 
 fn error_item(error: &ApiError, path: Option<&str>, superjson: bool) -> Value {
-    let mut data = error.data(path.unwrap_or(""));
+    let mut shape = error.wire(path.unwrap_or(""));
     if path.is_none() {
-        data["path"] = Value::Null;
+        shape.data["path"] = Value::Null;
     }
-    let shape = json!({
-        "message": error.message,
-        "code": error.code.json_rpc_code(),
-        "data": data,
-    });
     if superjson {
         json!({ "error": { "json": shape } })
     } else {

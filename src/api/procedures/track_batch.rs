@@ -7,9 +7,7 @@ use super::{Access, Kind, ProcedureSpec, rate_limit_key, schema_of, session_of, 
 use crate::api::EventIngestion;
 use crate::api::error::ApiError;
 use crate::api::error::ZodError;
-use crate::api::types::{
-    BatchItemResult, ItemError, SettledStatus, TrackBatchInput, TrackBatchOutput,
-};
+use crate::api::types::{BatchItemResult, SettledStatus, TrackBatchInput, TrackBatchOutput};
 use crate::domain::RequestContext;
 use crate::pipeline::validation::parse_input;
 
@@ -95,11 +93,7 @@ impl EventIngestion {
                     index,
                     status: SettledStatus::Rejected,
                     data: None,
-                    error: Some(ItemError {
-                        code: error.code.json_rpc_code(),
-                        data: error.data(PROCEDURE.path),
-                        message: error.message,
-                    }),
+                    error: Some(error.wire(PROCEDURE.path)),
                 },
             })
             .collect();
