@@ -1,13 +1,11 @@
 //! `eventIngestion.diagnostics`: the database and the pipeline, checked on demand.
 
-use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Access, Kind, ProcedureSpec, expect_no_input, no_input, schema_of, to_json};
+use super::{Access, Kind, ProcedureSpec, expect_no_input, handler, no_input, schema_of};
 use crate::api::EventIngestion;
 use crate::api::error::ApiError;
 use crate::api::types::DiagnosticsReport;
-use crate::domain::RequestContext;
 
 pub(super) const PROCEDURE: ProcedureSpec = ProcedureSpec {
     path: "eventIngestion.diagnostics",
@@ -17,16 +15,8 @@ pub(super) const PROCEDURE: ProcedureSpec = ProcedureSpec {
     input_required: false,
     input_schema: no_input,
     output_schema: schema_of::<DiagnosticsReport>,
-    handler: handle,
+    handler: handler!(|service, _, input| service.diagnostics(input)),
 };
-
-fn handle<'a>(
-    service: &'a EventIngestion,
-    _: &'a RequestContext,
-    input: Option<Value>,
-) -> BoxFuture<'a, Result<Value, ApiError>> {
-    Box::pin(async move { to_json(service.diagnostics(input).await) })
-}
 
 impl EventIngestion {
     /// `eventIngestion.diagnostics`: the database (reachability, latency, tables,

@@ -1,12 +1,10 @@
 //! `eventIngestion.getStats`: buffer, counters, rates, health and pool.
 
-use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Access, Kind, ProcedureSpec, expect_no_input, no_input, schema_of, to_json};
+use super::{Access, Kind, ProcedureSpec, expect_no_input, handler, no_input, schema_of};
 use crate::api::EventIngestion;
 use crate::api::error::ApiError;
-use crate::domain::RequestContext;
 use crate::pipeline::stats::StatsReport;
 
 pub(super) const PROCEDURE: ProcedureSpec = ProcedureSpec {
@@ -17,16 +15,8 @@ pub(super) const PROCEDURE: ProcedureSpec = ProcedureSpec {
     input_required: false,
     input_schema: no_input,
     output_schema: schema_of::<StatsReport>,
-    handler: handle,
+    handler: handler!(|service, _, input| service.get_stats(input)),
 };
-
-fn handle<'a>(
-    service: &'a EventIngestion,
-    _: &'a RequestContext,
-    input: Option<Value>,
-) -> BoxFuture<'a, Result<Value, ApiError>> {
-    Box::pin(async move { to_json(service.get_stats(input).await) })
-}
 
 impl EventIngestion {
     /// `eventIngestion.getStats`: buffer, counters, rates, health and pool.

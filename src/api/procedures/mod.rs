@@ -69,6 +69,25 @@ pub struct ProcedureSpec {
     pub handler: Handler,
 }
 
+/// A [`Handler`] from a call of one of `EventIngestion`'s procedure methods: the call's
+/// future boxed, its output encoded as JSON.
+macro_rules! handler {
+    (|$service:ident, $context:pat_param, $input:ident| $call:expr) => {{
+        fn handle<'a>(
+            $service: &'a $crate::api::EventIngestion,
+            $context: &'a $crate::domain::RequestContext,
+            $input: Option<::serde_json::Value>,
+        ) -> ::futures_util::future::BoxFuture<
+            'a,
+            Result<::serde_json::Value, $crate::api::error::ApiError>,
+        > {
+            Box::pin(async move { $crate::api::procedures::to_json($call.await) })
+        }
+        handle
+    }};
+}
+use handler;
+
 /// The schema of `T`, registered with the generator's shared definitions.
 fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
     generator.subschema_for::<T>().to_value()

@@ -1,9 +1,8 @@
 //! `eventIngestion.setConsent`: an opt-in or opt-out for the caller's session and user.
 
-use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Access, Kind, ProcedureSpec, schema_of, to_json};
+use super::{Access, Kind, ProcedureSpec, handler, schema_of};
 use crate::api::EventIngestion;
 use crate::api::error::ApiError;
 use crate::api::error::ZodError;
@@ -20,16 +19,8 @@ pub(super) const PROCEDURE: ProcedureSpec = ProcedureSpec {
     input_required: true,
     input_schema: schema_of::<SetConsentInput>,
     output_schema: schema_of::<SetConsentOutput>,
-    handler: handle,
+    handler: handler!(|service, context, input| service.set_consent(context, input)),
 };
-
-fn handle<'a>(
-    service: &'a EventIngestion,
-    context: &'a RequestContext,
-    input: Option<Value>,
-) -> BoxFuture<'a, Result<Value, ApiError>> {
-    Box::pin(async move { to_json(service.set_consent(context, input).await) })
-}
 
 impl EventIngestion {
     /// `eventIngestion.setConsent`: record an opt-in or opt-out for the caller's session and,

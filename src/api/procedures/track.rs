@@ -1,9 +1,8 @@
 //! `eventIngestion.track`: one event, validated, stamped and buffered.
 
-use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Access, Kind, ProcedureSpec, rate_limit_key, schema_of, session_of, to_json};
+use super::{Access, Kind, ProcedureSpec, handler, rate_limit_key, schema_of, session_of};
 use crate::api::EventIngestion;
 use crate::api::error::ApiError;
 use crate::api::types::{TrackEventInput, TrackEventOutput};
@@ -18,16 +17,8 @@ pub(super) const PROCEDURE: ProcedureSpec = ProcedureSpec {
     input_required: true,
     input_schema: schema_of::<TrackEventInput>,
     output_schema: schema_of::<TrackEventOutput>,
-    handler: handle,
+    handler: handler!(|service, context, input| service.track(context, input)),
 };
-
-fn handle<'a>(
-    service: &'a EventIngestion,
-    context: &'a RequestContext,
-    input: Option<Value>,
-) -> BoxFuture<'a, Result<Value, ApiError>> {
-    Box::pin(async move { to_json(service.track(context, input).await) })
-}
 
 impl EventIngestion {
     /// `eventIngestion.track`: validate, stamp and buffer one event.

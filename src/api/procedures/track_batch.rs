@@ -1,9 +1,8 @@
 //! `eventIngestion.trackBatch`: 1 to 50 events, each accepted or rejected on its own.
 
-use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use super::{Access, Kind, ProcedureSpec, rate_limit_key, schema_of, session_of, to_json};
+use super::{Access, Kind, ProcedureSpec, handler, rate_limit_key, schema_of, session_of};
 use crate::api::EventIngestion;
 use crate::api::error::ApiError;
 use crate::api::error::ZodError;
@@ -22,16 +21,8 @@ pub(super) const PROCEDURE: ProcedureSpec = ProcedureSpec {
     input_required: true,
     input_schema: schema_of::<TrackBatchInput>,
     output_schema: schema_of::<TrackBatchOutput>,
-    handler: handle,
+    handler: handler!(|service, context, input| service.track_batch(context, input)),
 };
-
-fn handle<'a>(
-    service: &'a EventIngestion,
-    context: &'a RequestContext,
-    input: Option<Value>,
-) -> BoxFuture<'a, Result<Value, ApiError>> {
-    Box::pin(async move { to_json(service.track_batch(context, input).await) })
-}
 
 impl EventIngestion {
     /// `eventIngestion.trackBatch`: each item is validated and accepted on its own.
