@@ -586,3 +586,86 @@ async fn a_full_buffer_refuses_a_whole_batch_and_loses_nothing(backend: Backend)
         "now the bad item is validated: {retried}"
     );
 }
+
+/// Two nodes on one PostgreSQL with durable acks and load on both; one is killed (SIGKILL).
+/// Every event either node acknowledged is stored, the survivor keeps serving, and an
+/// idempotency key claimed on the lost node replays on the survivor.
+#[tokio::test]
+async fn losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let database = TestDatabase::create(&backend).await;
+    let settings = [
+        ("SLUICE_ACK", "durable"),
+        ("SLUICE_BATCH_TIMEOUT_MS", "50"),
+        ("SLUICE_RATE_LIMIT_PER_SECOND", "0"),
+    ];
+    let mut lost =
+        crate::support::process::SluiceProcess::start_with(&database.url, &settings).await;
+    let survivor =
+        crate::support::process::SluiceProcess::start_with(&database.url, &settings).await;
+    let client = |url: String| {
+        jsonrpsee::http_client::HttpClientBuilder::default()
+            .request_timeout(std::time::Duration::from_secs(10))
+            .build(url)
+            .expect("client")
+    };
+    let key = uuid::Uuid::now_v7();
+    let keyed = json!({"eventType": "signed_up", "idempotencyKey": key});
+    let claimed =
+        crate::support::call_raw(&client(lost.url()), "eventIngestion.track", keyed.clone())
+            .await
+            .expect("accepted on the node that will be lost");
+    assert_eq!(claimed["status"], "accepted", "{claimed}");
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load_on_lost = tokio::spawn(load(lost.url(), 4, stopped.clone()));
+    let load_on_survivor = tokio::spawn(load(survivor.url(), 4, stopped));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    lost.signal("KILL");
+    lost.wait_for_exit(std::time::Duration::from_secs(30)).await;
+    // The survivor goes on under its load, then answers a new caller.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let survivor_client = client(survivor.url());
+    let after = crate::support::call_raw(&survivor_client, "eventIngestion.track", page_view())
+        .await
+        .expect("the survivor serves after the loss");
+    assert_eq!(after["status"], "accepted", "{after}");
+    let replay = crate::support::call_raw(&survivor_client, "eventIngestion.track", keyed)
+        .await
+        .expect("the key is answered by the survivor");
+    assert_eq!(replay["status"], "replayed", "{replay}");
+    assert_eq!(replay["eventId"], claimed["eventId"]);
+    let _ = stop.send(true);
+
+    let on_lost = load_on_lost.await.expect("load");
+    let on_survivor = load_on_survivor.await.expect("load");
+    assert!(
+        on_lost.len() > 10,
+        "the lost node had load: {}",
+        on_lost.len()
+    );
+    assert!(
+        on_survivor.len() > 10,
+        "the survivor had load: {}",
+        on_survivor.len()
+    );
+    let store = sluice::storage::connect(&database.url, &sluice::storage::PoolOptions::default())
+        .await
+        .expect("reopen");
+    let claimed_id: uuid::Uuid =
+        serde_json::from_value(claimed["eventId"].clone()).expect("event id");
+    let mut missing = 0;
+    for id in on_lost.iter().chain(&on_survivor).chain([&claimed_id]) {
+        if store.find_event(*id).await.expect("read").is_none() {
+            missing += 1;
+        }
+    }
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} acknowledged events lost",
+        on_lost.len() + on_survivor.len() + 1
+    );
+}
