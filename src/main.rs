@@ -18,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's `arena_eager_commit`, option 4 of the pinned mimalloc v3 (`mimalloc.h`).
+#[cfg(target_os = "linux")]
 const MIMALLOC_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
 /// Turns mimalloc's eager arena commit off, so that what the allocator frees is decommitted
@@ -25,6 +26,7 @@ const MIMALLOC_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 /// full buffer showed about 50 MiB more RSS. The arena is reserved by the first allocation,
 /// which Rust's runtime makes before `main`; this runs earlier, from `.init_array`, as the
 /// `ctor` crate would arrange.
+#[cfg(target_os = "linux")]
 extern "C" fn configure_allocator() {
     // SAFETY: sets a plain option value before any thread or allocation exists.
     unsafe { libmimalloc_sys::mi_option_set(MIMALLOC_ARENA_EAGER_COMMIT, 0) };

@@ -92,12 +92,13 @@ impl EventIngestion {
         context: &RequestContext,
         input: Option<Value>,
     ) -> Result<Value, ApiError> {
-        let result = match procedure.spec().access {
-            Access::Admin => match self.auth.require_admin(context) {
-                Ok(_) => (procedure.spec().handler)(self, context, input).await,
-                Err(error) => Err(error.into()),
-            },
-            Access::Anyone => (procedure.spec().handler)(self, context, input).await,
+        let allowed = match procedure.spec().access {
+            Access::Admin => self.auth.require_admin(context).map(drop),
+            Access::Anyone => Ok(()),
+        };
+        let result = match allowed {
+            Ok(()) => (procedure.spec().handler)(self, context, input).await,
+            Err(error) => Err(error.into()),
         };
         if let Err(error) = &result {
             error.log(procedure.path());
@@ -117,23 +118,21 @@ impl From<PipelineError> for ApiError {
                     1,
                 )
             },
-            // The storage error's text is for the logs; the caller learns what it can do.
-            PipelineError::FlushFailed(failure) => {
-                tracing::warn!(error = %failure, "forceFlush failed");
-                ApiError {
-                    logged_at_source: true,
-                    ..ApiError::unavailable(
-                        format!(
-                            "Flush failed ({}): {} events written before the failure, {} \
+            // The flusher logged the storage error with its text; the caller learns what it
+            // can do.
+            PipelineError::FlushFailed(failure) => ApiError {
+                logged_at_source: true,
+                ..ApiError::unavailable(
+                    format!(
+                        "Flush failed ({}): {} events written before the failure, {} \
                              still buffered and retried by the flusher",
-                            failure.source.tag(),
-                            failure.persisted,
-                            failure.remaining
-                        ),
-                        1,
-                    )
-                }
-            }
+                        failure.source.tag(),
+                        failure.persisted,
+                        failure.remaining
+                    ),
+                    1,
+                )
+            },
             PipelineError::KeyCheckFailed(error) => ApiError::unavailable(
                 format!(
                     "Could not check the idempotency key ({}); retry with the same key",

@@ -12,18 +12,16 @@ pub mod stats;
 pub mod validation;
 mod writer_thread;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::domain::EventRecord;
-use crate::domain::{Caller, RequestContext};
-use crate::domain::{TrackEventOutput, TrackStatus};
-use std::collections::HashSet;
-
-use crate::domain::ConsentSubject;
+use crate::domain::{
+    Caller, ConsentSubject, EventRecord, RequestContext, TrackEventOutput, TrackStatus,
+};
 use crate::storage::{EventStore, StorageError};
 use buffer::{Buffer, BufferFull};
 use clock::Clock;

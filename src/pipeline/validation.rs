@@ -10,9 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
-use crate::domain::Props;
-use crate::domain::TrackEventInput;
-use crate::domain::ZodError;
+use crate::domain::{Props, TrackEventInput, ZodError};
 
 /// The configurable business rules, with the defaults of DESIGN.md.
 #[derive(Debug, Clone)]

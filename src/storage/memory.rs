@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{Backend, EventStore, PoolStatus, SessionRecord, StorageError};
-use crate::domain::ConsentSubject;
-use crate::domain::EventRecord;
+use crate::domain::{ConsentSubject, EventRecord};
 
 /// Events in a `Vec`, for tests that exercise the pipeline without a database.
 #[derive(Default)]

@@ -90,6 +90,8 @@ pub async fn serve(
     let config = ServerConfig::builder()
         .max_request_body_size(settings.max_request_body_bytes)
         .max_response_body_size(u32::MAX)
+        // The cap is enforced at accept (`connection::Acceptor`); jsonrpsee's own count, whose
+        // default is 100, must not be lower.
         .max_connections(settings.max_connections)
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(
             settings.max_batch_len,

@@ -7,8 +7,7 @@ use crate::api::EventIngestion;
 use crate::api::error::ApiError;
 use crate::api::error::ZodError;
 use crate::api::types::{SetConsentInput, SetConsentOutput};
-use crate::domain::ConsentSubject;
-use crate::domain::RequestContext;
+use crate::domain::{ConsentSubject, RequestContext};
 use crate::pipeline::validation::parse_input;
 
 pub(super) const PROCEDURE: ProcedureSpec = ProcedureSpec {

@@ -6,8 +6,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::schema::{events, sessions};
-use crate::domain::Attribution;
-use crate::domain::{Enrichment, EventRecord, Props};
+use crate::domain::{Attribution, Enrichment, EventRecord, Props};
 use crate::storage::SessionRecord;
 
 #[derive(Debug, Queryable, Selectable)]

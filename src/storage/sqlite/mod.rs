@@ -23,8 +23,7 @@ use super::{
     pool,
 };
 use super::{FollowUps, SessionRecord};
-use crate::domain::ConsentSubject;
-use crate::domain::EventRecord;
+use crate::domain::{ConsentSubject, EventRecord};
 use models::{EventRow, SessionRow, parse_uuid};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 use std::collections::HashSet;
