@@ -1,39 +1,20 @@
-//! The HTTP side of the server: accepts TCP connections, records what each request says about
-//! its caller in a [`RequestContext`], enforces the transport limits (body size, WebSocket
-//! connections, CORS), and routes paths: `/` to JSON-RPC (POST and WebSocket upgrade),
-//! `/api/trpc/…` to the tRPC adapter, anything else to a JSON 404.
+//! The listener: accepts TCP connections under the connection cap ([`connection`]) and serves
+//! each with the route table ([`routes`]), the peer's address attached to every request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use axum::extract::ConnectInfo;
+use http::Request;
 use hyper::body::Incoming;
 use ipnet::IpNet;
-use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
-use jsonrpsee::server::{
-    HttpBody, Methods, ServerConfig, StopHandle, TowerServiceBuilder, ws::is_upgrade_request,
-};
-use serde_json::{Value, json};
+use jsonrpsee::server::{Methods, StopHandle};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tower::layer::util::{Identity, Stack};
-use tower::{Service, ServiceBuilder};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower::ServiceExt;
 
-use super::client_ip::{cdn_place, client_ip};
 use super::connection::{self, Acceptor};
-use super::notifications::ExecuteNotificationsLayer;
-use super::{probes, trpc};
+use super::jsonrpc::JsonRpcService;
+use super::routes::{self, AppState};
 use crate::api::EventIngestion;
-use crate::api::error::{ApiError, ErrorCode};
-use crate::domain::RequestContext;
-use crate::url_parts::query_param;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type RpcBuilder = TowerServiceBuilder<Stack<ExecuteNotificationsLayer, Identity>, Identity>;
 
 /// Transport limits and policies.
 #[derive(Debug, Clone)]
@@ -78,7 +59,7 @@ impl Default for HttpSettings {
     }
 }
 
-/// Serves `methods` on `listener` until `stop` fires; each connection finishes its current
+/// Serves the routes on `listener` until `stop` fires; each connection finishes its current
 /// requests before it closes.
 pub async fn serve(
     listener: TcpListener,
@@ -87,43 +68,30 @@ pub async fn serve(
     settings: HttpSettings,
     stop: StopHandle,
 ) {
-    let config = ServerConfig::builder()
-        .max_request_body_size(settings.max_request_body_bytes)
-        .max_response_body_size(u32::MAX)
-        // The cap is enforced at accept (`connection::Acceptor`); jsonrpsee's own count, whose
-        // default is 100, must not be lower.
-        .max_connections(settings.max_connections)
-        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(
-            settings.max_batch_len,
-        ))
-        .build();
-    let rpc_builder = jsonrpsee::server::Server::builder()
-        .set_config(config)
-        .set_rpc_middleware(RpcServiceBuilder::new().layer(ExecuteNotificationsLayer))
-        .to_service_builder();
-    let cors = cors_layer(&settings.cors_origins);
-    let shared = Arc::new(Shared {
-        ws_permits: Arc::new(Semaphore::new(settings.max_ws_connections)),
-        settings,
-        rpc_builder,
-        service,
-        methods,
-        stop: stop.clone(),
-    });
-    let header_read_timeout = shared.settings.header_read_timeout;
-    let acceptor = Acceptor::new(listener, shared.settings.max_connections as usize);
+    let settings = Arc::new(settings);
+    let json_rpc = JsonRpcService::new(methods, &settings, stop.clone());
+    let app = routes::router(
+        AppState {
+            service,
+            settings: settings.clone(),
+        },
+        json_rpc,
+    );
+    let acceptor = Acceptor::new(listener, settings.max_connections as usize);
     loop {
         let (socket, peer_addr, permit) = tokio::select! {
             accepted = acceptor.accept() => accepted,
             () = stop.clone().shutdown() => break,
         };
         let _ = socket.set_nodelay(true);
-        let service = ServiceBuilder::new()
-            .layer(cors.clone())
-            .service(RouteService {
-                shared: shared.clone(),
-                peer_addr,
+        let service = app
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer_addr));
+                request
             });
+        let header_read_timeout = settings.header_read_timeout;
+        // Held until the connection ends, so shutdown can wait for open connections.
         let connection_stop = stop.clone();
         tokio::spawn(async move {
             let served = connection::serve(
@@ -139,226 +107,6 @@ pub async fn serve(
             drop(permit);
         });
     }
-}
-
-/// What every connection's router shares.
-struct Shared {
-    settings: HttpSettings,
-    rpc_builder: RpcBuilder,
-    service: Arc<EventIngestion>,
-    methods: Methods,
-    stop: StopHandle,
-    ws_permits: Arc<Semaphore>,
-}
-
-/// One connection's request router.
-#[derive(Clone)]
-struct RouteService {
-    shared: Arc<Shared>,
-    peer_addr: SocketAddr,
-}
-
-impl Service<Request<Incoming>> for RouteService {
-    type Response = Response<HttpBody>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
-        let context = request_context(
-            &request,
-            self.peer_addr,
-            &self.shared.settings.trusted_proxies,
-        );
-        let shared = self.shared.clone();
-        match request.uri().path() {
-            path if path.starts_with(trpc::PREFIX) => async move {
-                let limit = shared.settings.max_request_body_bytes as usize;
-                Ok(trpc::handle(&shared.service, request, &context, limit).await)
-            }
-            .boxed(),
-            "/healthz" => ready(Ok(probes::healthz())),
-            "/readyz" => async move { Ok(probes::readyz(&shared.service).await) }.boxed(),
-            "/metrics" => ready(Ok(probes::metrics(&shared.service))),
-            "/" if is_upgrade_request(&request) => {
-                request.extensions_mut().insert(context);
-                websocket(shared, request).boxed()
-            }
-            "/" => {
-                request.extensions_mut().insert(context);
-                json_rpc_over_http(shared, request).boxed()
-            }
-            path => {
-                let error = ApiError::new(ErrorCode::NotFound, format!("No route for {path}"));
-                ready(Ok(error_response(&error, path)))
-            }
-        }
-    }
-}
-
-/// Hands a WebSocket upgrade to jsonrpsee if a connection slot is free; the slot is given
-/// back when the session closes.
-async fn websocket(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<HttpBody>, BoxError> {
-    let Ok(permit) = shared.ws_permits.clone().try_acquire_owned() else {
-        let error = ApiError {
-            retry_after_secs: Some(5),
-            ..ApiError::new(
-                ErrorCode::TooManyRequests,
-                format!(
-                    "Too many WebSocket connections (limit {})",
-                    shared.settings.max_ws_connections
-                ),
-            )
-        };
-        return Ok(error_response(&error, "/"));
-    };
-    let mut rpc = shared
-        .rpc_builder
-        .clone()
-        .build(shared.methods.clone(), shared.stop.clone());
-    let closed = rpc.on_session_closed();
-    tokio::spawn(async move {
-        closed.await;
-        drop(permit);
-    });
-    rpc.call(request).await
-}
-
-/// Reads the body within the size limit, then lets jsonrpsee answer.
-async fn json_rpc_over_http(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<HttpBody>, BoxError> {
-    let limit = shared.settings.max_request_body_bytes as usize;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Ok(payload_too_large(limit));
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return Ok(payload_too_large(limit));
-        }
-        Err(error) => return Err(error),
-    };
-    let request = Request::from_parts(parts, Full::new(bytes));
-    let mut rpc = shared
-        .rpc_builder
-        .clone()
-        .build(shared.methods.clone(), shared.stop.clone());
-    rpc.call(request).await
-}
-
-fn payload_too_large(limit: usize) -> Response<HttpBody> {
-    let error = ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!("Request body exceeds {limit} bytes"),
-    );
-    json_rpc_error_response(&error)
-}
-
-/// A JSON-RPC error reply (id null) carrying the shared error shape, with its HTTP status.
-fn json_rpc_error_response(error: &ApiError) -> Response<HttpBody> {
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": Value::Null,
-        "error": error.wire(""),
-    });
-    json_response(error, body)
-}
-
-/// A JSON error body in the shared error shape, with the matching HTTP status.
-pub fn error_response(error: &ApiError, path: &str) -> Response<HttpBody> {
-    let body = json!({ "error": error.wire(path) });
-    json_response(error, body)
-}
-
-fn json_response(error: &ApiError, body: Value) -> Response<HttpBody> {
-    let mut response = Response::new(HttpBody::from(body.to_string()));
-    *response.status_mut() =
-        StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(seconds) = error.retry_after_secs {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    response
-}
-
-fn ready(
-    response: Result<Response<HttpBody>, BoxError>,
-) -> BoxFuture<'static, Result<Response<HttpBody>, BoxError>> {
-    futures_util::future::ready(response).boxed()
-}
-
-/// The caller facts of a request. Browsers cannot set headers on a WebSocket, so an upgrade
-/// may carry its token as `?token=` instead.
-fn request_context<B>(request: &Request<B>, peer: SocketAddr, trusted: &[IpNet]) -> RequestContext {
-    let headers = request.headers();
-    let text = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
-    };
-    let authorization = text(header::AUTHORIZATION).or_else(|| {
-        is_upgrade_request(request)
-            .then(|| query_param(request.uri().query()?, "token"))
-            .flatten()
-            .map(|token| format!("Bearer {token}"))
-    });
-    RequestContext {
-        authorization,
-        client_ip: Some(client_ip(peer.ip(), headers, trusted)),
-        user_agent: text(header::USER_AGENT),
-        ack: text(header::HeaderName::from_static("x-sluice-ack")),
-        geo: cdn_place(peer.ip(), headers, trusted),
-    }
-}
-
-/// CORS for browser callers: preflights answered, `Authorization` and `Content-Type` allowed.
-/// With a list of origins, credentials are allowed too; with `*`, any origin, without them.
-fn cors_layer(origins: &[String]) -> CorsLayer {
-    let base = CorsLayer::new()
-        .allow_methods([http::Method::GET, http::Method::POST, http::Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::HeaderName::from_static("trpc-accept"),
-            header::HeaderName::from_static("x-sluice-ack"),
-        ])
-        .expose_headers([header::RETRY_AFTER])
-        .max_age(std::time::Duration::from_secs(3600));
-    if origins.iter().any(|origin| origin == "*") {
-        return base.allow_origin(AllowOrigin::any());
-    }
-    let allowed: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|origin| HeaderValue::from_str(origin).ok())
-        .collect();
-    if allowed.is_empty() {
-        // No origin listed: browsers on other origins get no CORS grant.
-        return base.allow_origin(AllowOrigin::list([]));
-    }
-    base.allow_origin(AllowOrigin::list(allowed))
-        .allow_credentials(true)
 }
 
 /// Runs `serve` on a spawned task, returning its join handle; a convenience for [`crate::server`].

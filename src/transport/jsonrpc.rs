@@ -1,13 +1,34 @@
 //! JSON-RPC 2.0: every procedure registered under its path, params by name (the input object)
-//! or by position (`[input]`).
+//! or by position (`[input]`), served by jsonrpsee as the tower service on `/` (HTTP POST and
+//! WebSocket).
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::Poll;
 
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use http_body_util::Full;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
+use jsonrpsee::server::{
+    BatchRequestConfig, Methods, ServerConfig, StopHandle, TowerServiceBuilder,
+    ws::is_upgrade_request,
+};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{Extensions, RpcModule};
 use serde_json::Value;
+use tokio::sync::Semaphore;
+use tower::Service;
+use tower::layer::util::{Identity, Stack};
 
-use crate::api::error::{ApiError, ZodError};
+use super::http::HttpSettings;
+use super::limits::read_body;
+use super::notifications::ExecuteNotificationsLayer;
+use super::responses::{error_response, json_rpc_error_response};
+use crate::api::error::{ApiError, ErrorCode, ZodError};
 use crate::api::{EventIngestion, Procedure};
 use crate::domain::RequestContext;
 
@@ -78,4 +99,122 @@ fn input_from_params(params: &Params<'_>) -> Result<Option<Value>, ApiError> {
 pub fn to_error_object(error: &ApiError, path: &str) -> ErrorObjectOwned {
     let wire = error.wire(path);
     ErrorObjectOwned::owned(wire.code, wire.message, Some(wire.data))
+}
+
+/// The HTTP side of JSON-RPC, the tower service on `/`: a POST body is read within the
+/// body limit and answered by jsonrpsee; a WebSocket upgrade is handed to jsonrpsee if a
+/// connection slot is free, and the slot is given back when the session closes.
+#[derive(Clone)]
+pub struct JsonRpcService {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    builder: RpcBuilder,
+    methods: Methods,
+    stop: StopHandle,
+    max_body_bytes: usize,
+    ws_permits: Arc<Semaphore>,
+    max_ws_connections: usize,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type RpcBuilder = TowerServiceBuilder<Stack<ExecuteNotificationsLayer, Identity>, Identity>;
+
+impl JsonRpcService {
+    /// Serves `methods` under `settings`; connections end when `stop` fires.
+    pub fn new(methods: Methods, settings: &HttpSettings, stop: StopHandle) -> Self {
+        let config = ServerConfig::builder()
+            .max_request_body_size(settings.max_request_body_bytes)
+            .max_response_body_size(u32::MAX)
+            // The cap is enforced at accept (`connection::Acceptor`); jsonrpsee's own count,
+            // whose default is 100, must not be lower.
+            .max_connections(settings.max_connections)
+            .set_batch_request_config(BatchRequestConfig::Limit(settings.max_batch_len))
+            .build();
+        let builder = jsonrpsee::server::Server::builder()
+            .set_config(config)
+            .set_rpc_middleware(RpcServiceBuilder::new().layer(ExecuteNotificationsLayer))
+            .to_service_builder();
+        Self {
+            shared: Arc::new(Shared {
+                builder,
+                methods,
+                stop,
+                max_body_bytes: settings.max_request_body_bytes as usize,
+                ws_permits: Arc::new(Semaphore::new(settings.max_ws_connections)),
+                max_ws_connections: settings.max_ws_connections,
+            }),
+        }
+    }
+}
+
+impl Shared {
+    fn rpc(
+        &self,
+    ) -> jsonrpsee::server::TowerService<Stack<ExecuteNotificationsLayer, Identity>, Identity> {
+        self.builder
+            .clone()
+            .build(self.methods.clone(), self.stop.clone())
+    }
+
+    async fn websocket(&self, request: Request) -> Result<Response, BoxError> {
+        let Ok(permit) = self.ws_permits.clone().try_acquire_owned() else {
+            let error = ApiError {
+                retry_after_secs: Some(5),
+                ..ApiError::new(
+                    ErrorCode::TooManyRequests,
+                    format!(
+                        "Too many WebSocket connections (limit {})",
+                        self.max_ws_connections
+                    ),
+                )
+            };
+            return Ok(error_response(&error, "/"));
+        };
+        let mut rpc = self.rpc();
+        let closed = rpc.on_session_closed();
+        tokio::spawn(async move {
+            closed.await;
+            drop(permit);
+        });
+        Ok(rpc.call(request).await?.map(Body::new))
+    }
+
+    async fn http(&self, request: Request) -> Result<Response, BoxError> {
+        let (parts, body) = request.into_parts();
+        let bytes = match read_body(body, self.max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(error) => return Ok(json_rpc_error_response(&error)),
+        };
+        let request = Request::from_parts(parts, Full::new(bytes));
+        Ok(self.rpc().call(request).await?.map(Body::new))
+    }
+}
+
+impl Service<Request> for JsonRpcService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let shared = self.shared.clone();
+        async move {
+            let answered = if is_upgrade_request(&request) {
+                shared.websocket(request).await
+            } else {
+                shared.http(request).await
+            };
+            Ok(answered.unwrap_or_else(|error| {
+                tracing::error!(%error, "JSON-RPC transport failed");
+                let error = ApiError::new(ErrorCode::InternalServerError, "Internal server error");
+                json_rpc_error_response(&error)
+            }))
+        }
+        .boxed()
+    }
 }

@@ -1,18 +1,25 @@
 //! Transports: how requests reach the procedures in [`crate::api`].
 //!
-//! - [`jsonrpc`]: the `eventIngestion.*` methods as a jsonrpsee `RpcModule` (HTTP POST and
-//!   WebSocket on one port); [`notifications`] makes JSON-RPC notifications run.
+//! - [`http`]: the listener and the transport settings; [`connection`]: the connection cap at
+//!   accept, backoff on accept errors, and the header-read and idle timeouts.
+//! - [`routes`]: the route table and the layers around it (tracing, CORS, the request
+//!   context of [`request_context`], the body limit of [`limits`]).
+//! - [`jsonrpc`]: the `eventIngestion.*` methods as a jsonrpsee `RpcModule`, served as the
+//!   tower service on `/` (HTTP POST and WebSocket); [`notifications`] makes JSON-RPC
+//!   notifications run.
 //! - [`trpc`]: tRPC's HTTP wire format at `/api/trpc/…`, over the same procedures.
 //! - [`probes`]: `/healthz`, `/readyz` and `/metrics`.
-//! - [`connection`]: the connection cap at accept, backoff on accept errors, and the
-//!   header-read and idle timeouts.
-//! - [`http`]: the listener, the per-request [`crate::domain::RequestContext`], and routing of
-//!   HTTP paths to the JSON-RPC service.
+//! - [`responses`]: error replies in the shared shape; [`client_ip`]: who the caller is
+//!   behind trusted proxies.
 
 pub mod client_ip;
 pub mod connection;
 pub mod http;
 pub mod jsonrpc;
+pub mod limits;
 pub mod notifications;
 pub mod probes;
+pub mod request_context;
+pub mod responses;
+pub mod routes;
 pub mod trpc;

@@ -5,17 +5,19 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use http::{HeaderValue, Response, StatusCode, header};
-use jsonrpsee::server::HttpBody;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
-use crate::api::EventIngestion;
+use super::routes::AppState;
 use crate::pipeline::stats::Health;
 
 /// How long readiness waits for the database before it says no.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn healthz() -> Response<HttpBody> {
+pub async fn healthz() -> Response {
     respond(
         StatusCode::OK,
         "application/json",
@@ -23,8 +25,8 @@ pub fn healthz() -> Response<HttpBody> {
     )
 }
 
-pub async fn readyz(service: &EventIngestion) -> Response<HttpBody> {
-    let store = service.pipeline().store();
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.service.pipeline().store();
     let check = async {
         store.ping().await?;
         store.pending_migrations().await
@@ -47,8 +49,8 @@ pub async fn readyz(service: &EventIngestion) -> Response<HttpBody> {
     respond(status, "application/json", body.to_string())
 }
 
-pub fn metrics(service: &EventIngestion) -> Response<HttpBody> {
-    let stats = service.pipeline().stats();
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let stats = state.service.pipeline().stats();
     let counters = &stats.counters;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
@@ -179,8 +181,8 @@ pub fn metrics(service: &EventIngestion) -> Response<HttpBody> {
     respond(StatusCode::OK, "text/plain; version=0.0.4", out)
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<HttpBody> {
-    let mut response = Response::new(HttpBody::from(body));
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response
         .headers_mut()

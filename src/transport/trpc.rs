@@ -11,12 +11,14 @@
 //! form of a batch. An input of the form `{"json": …, "meta"?: …}` is a superjson envelope;
 //! it is unwrapped and answered in kind.
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
-use jsonrpsee::server::HttpBody;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+use super::limits::read_body;
+use super::responses::{self, status_of};
+use super::routes::AppState;
 use crate::api::error::{ApiError, ErrorCode};
 use crate::api::{EventIngestion, Procedure};
 use crate::domain::RequestContext;
@@ -42,12 +44,15 @@ struct Call {
 }
 
 /// Answers one tRPC HTTP request.
-pub async fn handle(
-    service: &EventIngestion,
-    request: Request<Incoming>,
-    context: &RequestContext,
-    max_body_bytes: usize,
-) -> Response<HttpBody> {
+pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let service = &*state.service;
+    let max_body_bytes = state.settings.max_request_body_bytes as usize;
+    let context = request
+        .extensions()
+        .get::<RequestContext>()
+        .cloned()
+        .unwrap_or_default();
+    let context = &context;
     let is_batch = request
         .uri()
         .query()
@@ -68,7 +73,11 @@ pub async fn handle(
     } else {
         None
     };
-    let paths: Vec<String> = request.uri().path()[PREFIX.len()..]
+    let paths: Vec<String> = request
+        .uri()
+        .path()
+        .strip_prefix(PREFIX)
+        .unwrap_or_default()
         .split(',')
         .map(str::to_owned)
         .collect();
@@ -154,7 +163,7 @@ fn kind(method: &Method) -> &'static str {
 
 /// Reads the inputs: from `?input=` for GET, from the body for POST.
 async fn decode_calls(
-    request: Request<Incoming>,
+    request: Request,
     paths: &[String],
     is_batch: bool,
     max_body_bytes: usize,
@@ -164,7 +173,7 @@ async fn decode_calls(
             .uri()
             .query()
             .and_then(|query| query_param(query, "input")),
-        Method::POST => read_body(request, max_body_bytes).await?,
+        Method::POST => read_text_body(request, max_body_bytes).await?,
         ref other => {
             return Err(ApiError::new(
                 ErrorCode::MethodNotSupported,
@@ -213,7 +222,7 @@ async fn decode_calls(
         .collect())
 }
 
-async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Option<String>, ApiError> {
+async fn read_text_body(request: Request, limit: usize) -> Result<Option<String>, ApiError> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -226,20 +235,7 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Option<St
                 .trim()
                 .to_ascii_lowercase()
         });
-    let bytes = Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|error| {
-            if error.is::<http_body_util::LengthLimitError>() {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("Request body exceeds {limit} bytes"),
-                )
-            } else {
-                ApiError::bad_request(format!("Could not read the request body: {error}"))
-            }
-        })?
-        .to_bytes();
+    let bytes = read_body(request.into_body(), limit).await?;
     if bytes.is_empty() {
         return Ok(None);
     }
@@ -295,21 +291,19 @@ fn is_superjson_item(item: &Value) -> bool {
     item.pointer("/result/data/json").is_some() || item.pointer("/error/json").is_some()
 }
 
-fn status_of(error: Option<&ApiError>) -> StatusCode {
-    error.map_or(StatusCode::OK, |error| {
-        StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    })
+fn status_or_ok(error: Option<&ApiError>) -> StatusCode {
+    error.map_or(StatusCode::OK, status_of)
 }
 
-fn single_response(item: &Value, error: Option<&ApiError>) -> Response<HttpBody> {
-    json_response(status_of(error), item.to_string(), error)
+fn single_response(item: &Value, error: Option<&ApiError>) -> Response {
+    json_response(status_or_ok(error), item.to_string(), error)
 }
 
 /// The array reply of a batch: one status when all items agree, else 207 Multi-Status.
-fn batch_response(items: Vec<Value>, errors: &[Option<ApiError>]) -> Response<HttpBody> {
+fn batch_response(items: Vec<Value>, errors: &[Option<ApiError>]) -> Response {
     let statuses: Vec<StatusCode> = errors
         .iter()
-        .map(|error| status_of(error.as_ref()))
+        .map(|error| status_or_ok(error.as_ref()))
         .collect();
     let status = match statuses.first() {
         Some(first) if statuses.iter().all(|status| status == first) => *first,
@@ -325,7 +319,7 @@ fn batch_response(items: Vec<Value>, errors: &[Option<ApiError>]) -> Response<Ht
 
 /// The JSON Lines reply `httpBatchStreamLink` reads: a head line mapping each call index to
 /// its encoded value. Every value here is already complete, so the head is the whole stream.
-fn jsonl_response(items: Vec<Value>, superjson: bool) -> Response<HttpBody> {
+fn jsonl_response(items: Vec<Value>, superjson: bool) -> Response {
     let mut head = Map::new();
     for (index, item) in items.into_iter().enumerate() {
         let item = if superjson {
@@ -348,7 +342,7 @@ fn jsonl_response(items: Vec<Value>, superjson: bool) -> Response<HttpBody> {
 }
 
 /// v10's streaming form: `{"0":item` then `,"1":item` on the next lines, then `}`.
-fn object_lines_response(items: Vec<Value>) -> Response<HttpBody> {
+fn object_lines_response(items: Vec<Value>) -> Response {
     let mut body = String::new();
     for (index, item) in items.iter().enumerate() {
         body.push(if index == 0 { '{' } else { ',' });
@@ -377,18 +371,8 @@ fn unwrap_item_json(mut item: Value) -> Value {
     item
 }
 
-fn json_response(status: StatusCode, body: String, error: Option<&ApiError>) -> Response<HttpBody> {
-    let mut response = Response::new(HttpBody::from(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(seconds) = error.and_then(|error| error.retry_after_secs) {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    response
+fn json_response(status: StatusCode, body: String, error: Option<&ApiError>) -> Response {
+    responses::json_response(status, body, error.and_then(|error| error.retry_after_secs))
 }
 
 #[cfg(test)]

@@ -173,4 +173,18 @@ async fn other_paths_are_not_found(backend: Backend) {
     assert_eq!(response.body["error"]["code"], -32004);
     assert_eq!(response.body["error"]["data"]["code"], "NOT_FOUND");
     assert_eq!(response.body["error"]["data"]["httpStatus"], 404);
+
+    // A known path with a method it does not take is told so, in the same shape.
+    let response = post(
+        &format!("{}/healthz", server.http_url()),
+        String::new(),
+        &[],
+    )
+    .await;
+    assert_eq!(response.status, 405, "{}", response.text);
+    assert_eq!(
+        response.body["error"]["data"]["code"],
+        "METHOD_NOT_SUPPORTED"
+    );
+    assert_eq!(response.body["error"]["data"]["path"], "/healthz");
 }

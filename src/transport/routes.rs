@@ -1,0 +1,118 @@
+//! The route table: every path Sluice answers, and the layers around them.
+//!
+//! | path             | method       | handler                                   |
+//! |------------------|--------------|-------------------------------------------|
+//! | `/`              | POST, upgrade| JSON-RPC over HTTP and WebSocket ([`JsonRpcService`]) |
+//! | `/api/trpc/…`    | GET, POST    | tRPC's HTTP wire format ([`trpc::handle`]) |
+//! | `/healthz`       | GET          | liveness ([`probes::healthz`])            |
+//! | `/readyz`        | GET          | readiness ([`probes::readyz`])            |
+//! | `/metrics`       | GET          | Prometheus text ([`probes::metrics`])     |
+//! | anything else    |              | NOT_FOUND in the shared error shape       |
+//!
+//! Around every route, outermost first: tracing, CORS, the request context. Routes that read
+//! a body refuse a declared length over the limit before reading it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::from_fn_with_state;
+use axum::response::Response;
+use axum::routing::{any, get};
+use http::{HeaderValue, header};
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use super::http::HttpSettings;
+use super::jsonrpc::JsonRpcService;
+use super::limits::{BodyLimit, ErrorShape, refuse_declared_oversize};
+use super::request_context::{self, TrustedProxies};
+use super::responses::error_response;
+use super::{probes, trpc};
+use crate::api::EventIngestion;
+use crate::api::error::{ApiError, ErrorCode};
+
+/// What handlers share: the procedures and the transport settings.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<EventIngestion>,
+    pub settings: Arc<HttpSettings>,
+}
+
+/// Every route of the server, with its layers.
+pub fn router(state: AppState, json_rpc: JsonRpcService) -> Router {
+    let max_bytes = state.settings.max_request_body_bytes as usize;
+    let body_limit =
+        |shape| from_fn_with_state(BodyLimit { max_bytes, shape }, refuse_declared_oversize);
+    let trusted: TrustedProxies = state.settings.trusted_proxies.clone().into();
+    let cors = cors_layer(&state.settings.cors_origins);
+    Router::new()
+        .route(
+            &format!("{}{{*path}}", trpc::PREFIX),
+            any(trpc::handle).layer(body_limit(ErrorShape::Plain)),
+        )
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
+        .route_service(
+            "/",
+            ServiceBuilder::new()
+                .layer(body_limit(ErrorShape::JsonRpc))
+                .service(json_rpc),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http())
+                .layer(cors)
+                .layer(from_fn_with_state(trusted, request_context::attach)),
+        )
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> Response {
+    let path = request.uri().path();
+    error_response(
+        &ApiError::new(ErrorCode::NotFound, format!("No route for {path}")),
+        path,
+    )
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    let path = request.uri().path();
+    let error = ApiError::new(
+        ErrorCode::MethodNotSupported,
+        format!("{} is not supported on {path}", request.method()),
+    );
+    error_response(&error, path)
+}
+
+/// CORS for browser callers: preflights answered, `Authorization` and `Content-Type` allowed.
+/// With a list of origins, credentials are allowed too; with `*`, any origin, without them.
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([http::Method::GET, http::Method::POST, http::Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("trpc-accept"),
+            header::HeaderName::from_static("x-sluice-ack"),
+        ])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(std::time::Duration::from_secs(3600));
+    if origins.iter().any(|origin| origin == "*") {
+        return base.allow_origin(AllowOrigin::any());
+    }
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    if allowed.is_empty() {
+        // No origin listed: browsers on other origins get no CORS grant.
+        return base.allow_origin(AllowOrigin::list([]));
+    }
+    base.allow_origin(AllowOrigin::list(allowed))
+        .allow_credentials(true)
+}
