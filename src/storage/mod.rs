@@ -7,8 +7,10 @@ mod memory;
 mod migrations;
 mod pool;
 pub mod postgres;
+pub(crate) mod rows;
 mod sessions;
 pub mod sqlite;
+mod write;
 
 use std::sync::Arc;
 

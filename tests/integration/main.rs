@@ -15,6 +15,7 @@ mod reliability;
 mod security;
 mod sessions;
 mod shutdown;
+mod storage_contract;
 mod track;
 mod trpc_client;
 mod trpc_http;

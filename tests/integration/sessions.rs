@@ -1,5 +1,5 @@
 //! The session fold: what a written batch does to the `sessions` table, pinned for a fixed set
-//! of events on both backends: sessions spread over several flushes, events out of order,
+//! of events on every store (memory, SQLite, PostgreSQL): sessions spread over several flushes, events out of order,
 //! duplicates inside a batch, a batch written twice, and an opted-out session.
 
 use std::sync::Arc;
@@ -8,48 +8,16 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use sluice::domain::ConsentSubject;
 use sluice::domain::{EventRecord, Props};
-use sluice::storage::{self, EventStore, PoolOptions, SessionRecord};
+use sluice::storage::{EventStore, SessionRecord};
 use uuid::Uuid;
 
-use crate::backend_tests;
-use crate::support::{Backend, TestDatabase};
+use crate::store_tests;
 
-backend_tests!(
+store_tests!(
     the_fold_keeps_each_sessions_aggregates,
     a_batch_written_twice_and_repeats_inside_it_count_once,
     an_opted_out_sessions_events_are_neither_stored_nor_folded
 );
-
-/// The in-memory store honours the same contract.
-mod memory {
-    use std::sync::Arc;
-
-    use sluice::storage::MemoryStore;
-
-    #[tokio::test]
-    async fn the_fold_keeps_each_sessions_aggregates() {
-        super::fold_keeps_aggregates(Arc::new(MemoryStore::default())).await;
-    }
-
-    #[tokio::test]
-    async fn a_batch_written_twice_and_repeats_inside_it_count_once() {
-        super::repeats_count_once(Arc::new(MemoryStore::default())).await;
-    }
-
-    #[tokio::test]
-    async fn an_opted_out_sessions_events_are_neither_stored_nor_folded() {
-        super::opted_out_not_folded(Arc::new(MemoryStore::default())).await;
-    }
-}
-
-async fn store(backend: &Backend) -> (TestDatabase, Arc<dyn EventStore>) {
-    let database = TestDatabase::create(backend).await;
-    let store = storage::connect(&database.url, &PoolOptions::default())
-        .await
-        .expect("store");
-    store.run_migrations().await.expect("migrate");
-    (database, store)
-}
 
 fn at(minute: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 12, minute, 0)
@@ -98,12 +66,7 @@ async fn session(store: &Arc<dyn EventStore>, id: Uuid) -> SessionRecord {
         .expect("session row")
 }
 
-async fn the_fold_keeps_each_sessions_aggregates(backend: Backend) {
-    let (_database, store) = store(&backend).await;
-    fold_keeps_aggregates(store).await;
-}
-
-async fn fold_keeps_aggregates(store: Arc<dyn EventStore>) {
+async fn the_fold_keeps_each_sessions_aggregates(store: Arc<dyn EventStore>) {
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
 
     // First flush, out of order: a's earliest event (minute 10) has no landing page, so its
@@ -199,12 +162,7 @@ async fn fold_keeps_aggregates(store: Arc<dyn EventStore>) {
     assert_eq!(third.last_seen_at, at(50));
 }
 
-async fn a_batch_written_twice_and_repeats_inside_it_count_once(backend: Backend) {
-    let (_database, store) = store(&backend).await;
-    repeats_count_once(store).await;
-}
-
-async fn repeats_count_once(store: Arc<dyn EventStore>) {
+async fn a_batch_written_twice_and_repeats_inside_it_count_once(store: Arc<dyn EventStore>) {
     let s = Uuid::now_v7();
     let original = event(s, 10);
     // The same event again under another id (a repeat the memory cache missed): the stored
@@ -230,12 +188,7 @@ async fn repeats_count_once(store: Arc<dyn EventStore>) {
     assert_eq!(store.count_events().await.expect("count"), 2);
 }
 
-async fn an_opted_out_sessions_events_are_neither_stored_nor_folded(backend: Backend) {
-    let (_database, store) = store(&backend).await;
-    opted_out_not_folded(store).await;
-}
-
-async fn opted_out_not_folded(store: Arc<dyn EventStore>) {
+async fn an_opted_out_sessions_events_are_neither_stored_nor_folded(store: Arc<dyn EventStore>) {
     let (kept, opted_out, by_user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     store
         .set_consent(&ConsentSubject::Session(opted_out.to_string()), false)

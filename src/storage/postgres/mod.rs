@@ -10,15 +10,15 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use std::collections::HashSet;
-
 use diesel::sql_types::{Array, Uuid as SqlUuid};
 
+use super::write::{BatchWriter, write_batch};
 use super::{
     Backend, CLAIM_ATTEMPTS, EventStore, FollowUps, PoolOptions, PoolStatus, ROWS_PER_STATEMENT,
     SessionRecord, StorageError, migrations, pool,
 };
 use crate::domain::{ConsentSubject, EventRecord};
+use diesel::result::QueryResult;
 use models::{EventRow, JsonbText, SessionRow};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 use statement::Prepared;
@@ -167,6 +167,30 @@ async fn upsert_sessions(
     Prepared(statement).execute(connection).await
 }
 
+/// The batch statements in PostgreSQL's dialect: `= ANY($1)` and `UNNEST` over arrays.
+struct PgBatchWriter<'a>(&'a mut AsyncPgConnection);
+
+impl BatchWriter for PgBatchWriter<'_> {
+    async fn opted_out_among(
+        &mut self,
+        subject_ids: &[String],
+    ) -> QueryResult<Vec<ConsentSubject>> {
+        let statement = diesel::sql_query(OPTED_OUT_OF_BATCH)
+            .bind::<Array<diesel::sql_types::Text>, _>(subject_ids);
+        Ok(super::opted_out_subjects(
+            Prepared(statement).load(self.0).await?,
+        ))
+    }
+
+    async fn insert(&mut self, events: &[&EventRecord]) -> QueryResult<Vec<Uuid>> {
+        insert_unnest(self.0, events).await
+    }
+
+    async fn upsert_sessions(&mut self, rows: &[SessionRecord]) -> QueryResult<()> {
+        upsert_sessions(self.0, rows).await.map(drop)
+    }
+}
+
 /// Events in PostgreSQL.
 pub struct PostgresStore {
     pool: Pool<AsyncPgConnection>,
@@ -197,26 +221,7 @@ impl EventStore for PostgresStore {
         }
         let inserted = connection
             .transaction::<_, diesel::result::Error, _>(async |connection| {
-                let opted_out = if follow_ups.consent_check {
-                    let statement =
-                        diesel::sql_query(OPTED_OUT_OF_BATCH)
-                            .bind::<Array<diesel::sql_types::Text>, _>(super::subject_ids(batch));
-                    super::opted_out_subjects(Prepared(statement).load(connection).await?)
-                } else {
-                    Vec::new()
-                };
-                let rows = super::without_opted_out(batch, &opted_out);
-                let mut ids = HashSet::with_capacity(rows.len());
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    ids.extend(insert_unnest(connection, chunk).await?);
-                }
-                if follow_ups.session_upsert {
-                    let sessions = super::sessions::fold(super::written(&rows, &ids));
-                    for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
-                        upsert_sessions(connection, chunk).await?;
-                    }
-                }
-                Ok(ids.len())
+                write_batch(&mut PgBatchWriter(connection), batch).await
             })
             .await?;
         Ok(inserted)
@@ -299,7 +304,7 @@ impl EventStore for PostgresStore {
             .first(&mut connection)
             .await
             .optional()?;
-        Ok(row.map(SessionRecord::from))
+        row.map(SessionRecord::try_from).transpose()
     }
 
     async fn dead_letter(&self, event: &EventRecord, error: &str) -> Result<(), StorageError> {
@@ -335,7 +340,7 @@ impl EventStore for PostgresStore {
             .first(&mut connection)
             .await
             .optional()?;
-        Ok(row.map(EventRecord::from))
+        row.map(EventRecord::try_from).transpose()
     }
 
     async fn count_events(&self) -> Result<i64, StorageError> {

@@ -18,15 +18,17 @@ use diesel_async::RunQueryDsl;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use uuid::Uuid;
 
+use super::SessionRecord;
+use super::rows::StoredUuid;
+use super::write::{BatchWriter, write_batch};
 use super::{
     Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations,
     pool,
 };
-use super::{FollowUps, SessionRecord};
 use crate::domain::{ConsentSubject, EventRecord};
-use models::{EventRow, SessionRow, parse_uuid};
+use futures_util::FutureExt;
+use models::{EventRow, SessionRow};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
-use std::collections::HashSet;
 
 type Connection = SyncConnectionWrapper<SqliteConnection>;
 
@@ -152,6 +154,34 @@ fn insert_fixed<const N: usize>(
     diesel::RunQueryDsl::get_results(statement, connection)
 }
 
+/// The batch statements in SQLite's dialect: `IN (?, …)` lists and fixed-length multi-row
+/// inserts, run synchronously on the blocking connection.
+struct SqliteBatchWriter<'a>(&'a mut SqliteConnection);
+
+impl BatchWriter for SqliteBatchWriter<'_> {
+    async fn opted_out_among(
+        &mut self,
+        subject_ids: &[String],
+    ) -> QueryResult<Vec<ConsentSubject>> {
+        opted_out_of(self.0, subject_ids)
+    }
+
+    async fn insert(&mut self, events: &[&EventRecord]) -> QueryResult<Vec<Uuid>> {
+        let rows: Vec<EventRow> = events.iter().map(|event| EventRow::from(*event)).collect();
+        insert_rows(self.0, &rows)?
+            .iter()
+            .map(|id| {
+                id.to_uuid()
+                    .map_err(|error| diesel::result::Error::DeserializationError(Box::new(error)))
+            })
+            .collect()
+    }
+
+    async fn upsert_sessions(&mut self, rows: &[SessionRecord]) -> QueryResult<()> {
+        upsert_sessions(self.0, rows)
+    }
+}
+
 /// Events in an SQLite file.
 pub struct SqliteStore {
     pool: Pool<Connection>,
@@ -190,37 +220,20 @@ impl EventStore for SqliteStore {
     }
 
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
-        let follow_ups = FollowUps::of(batch);
-        let subject_ids = if follow_ups.consent_check {
-            super::subject_ids(batch)
-        } else {
-            Vec::new()
-        };
         let batch = batch.to_vec();
         let mut connection = pool::checkout(&self.pool).await?;
         let inserted = connection
             .spawn_blocking(move |connection| {
                 connection.immediate_transaction(|connection| {
-                    let opted_out = opted_out_of(connection, &subject_ids)?;
-                    let kept = super::without_opted_out(&batch, &opted_out);
-                    let rows: Vec<EventRow> =
-                        kept.iter().map(|event| EventRow::from(*event)).collect();
-                    let mut ids = HashSet::with_capacity(rows.len());
-                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                        for id in insert_rows(connection, chunk)? {
-                            let id = Uuid::try_parse(&id).map_err(|error| {
-                                diesel::result::Error::DeserializationError(Box::new(error))
-                            })?;
-                            ids.insert(id);
-                        }
-                    }
-                    if follow_ups.session_upsert {
-                        upsert_sessions(
-                            connection,
-                            &super::sessions::fold(super::written(&kept, &ids)),
-                        )?;
-                    }
-                    Ok(ids.len())
+                    // Every statement of the SQLite writer runs to completion when polled,
+                    // so the shared write finishes in one poll on this blocking thread.
+                    write_batch(&mut SqliteBatchWriter(connection), &batch)
+                        .now_or_never()
+                        .unwrap_or_else(|| {
+                            Err(diesel::result::Error::QueryBuilderError(
+                                "the SQLite batch write waited on something".into(),
+                            ))
+                        })
                 })
             })
             .await?;
@@ -248,7 +261,7 @@ impl EventStore for SqliteStore {
                 })
             })
             .await?;
-        parse_uuid(&owner)
+        owner.to_uuid()
     }
 
     async fn release_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<(), StorageError> {

@@ -6,6 +6,7 @@ pub mod mmdb;
 pub mod process;
 pub mod proxy;
 pub mod raw_http;
+pub mod stores;
 
 use std::sync::Arc;
 use std::time::Duration;
