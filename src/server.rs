@@ -22,7 +22,7 @@ use crate::pipeline::clock::SystemClock;
 use crate::pipeline::flusher::FlushReport;
 use crate::pipeline::{FlusherHandle, Pipeline};
 use crate::storage::{self, EventStore, StorageError};
-use crate::transport::{http, jsonrpc};
+use crate::transport::{http, jsonrpc, routes};
 
 /// How long shutdown waits for open connections before it drains the buffer anyway.
 const CONNECTION_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +44,7 @@ pub struct RunningServer {
     service: Arc<EventIngestion>,
     store: Arc<dyn EventStore>,
     server_handle: ServerHandle,
+    app: axum::Router,
     http_task: JoinHandle<()>,
     flusher: FlusherHandle,
     consent_refresher: JoinHandle<()>,
@@ -77,19 +78,16 @@ impl RunningServer {
         let methods = jsonrpc::rpc_module(service.clone());
         let (stop, server_handle) = stop_channel();
         let local_addr = listener.local_addr()?;
-        let http_task = http::spawn(
-            listener,
-            service.clone(),
-            methods.into(),
-            config.http.settings(),
-            stop,
-        );
+        let settings = config.http.settings();
+        let app = routes::app(service.clone(), methods.into(), &settings, stop.clone());
+        let http_task = http::spawn(listener, app.clone(), &settings, stop);
         tracing::info!(address = %local_addr, "sluice ready to accept requests");
         Ok(Self {
             local_addr,
             service,
             store,
             server_handle,
+            app,
             http_task,
             flusher,
             consent_refresher,
@@ -105,6 +103,12 @@ impl RunningServer {
         &self.service
     }
 
+    /// The route table the listener serves, for in-process requests (the fuzz harness
+    /// sends through it without a socket). Requests made this way carry no peer address.
+    pub fn router(&self) -> axum::Router {
+        self.app.clone()
+    }
+
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }
@@ -112,6 +116,8 @@ impl RunningServer {
     /// Stops gracefully and reports what the final drain wrote.
     pub async fn stop(self) -> FlushReport {
         tracing::info!("shutting down: no new connections");
+        // The app holds a stop handle: `stopped` waits for every one to be gone.
+        drop(self.app);
         let _ = self.server_handle.stop();
         if let Err(error) = self.http_task.await {
             tracing::error!(%error, "listener task ended abnormally");

@@ -406,13 +406,14 @@ async fn transport_ceiling(connections: usize, duration: Duration) -> Run {
     .expect("register");
     methods.merge(noop).expect("merge");
     let (stop, handle) = stop_channel();
-    let server = sluice::transport::http::spawn(
-        listener,
+    let settings = config.http.settings();
+    let app = sluice::transport::routes::app(
         probe.service().clone(),
         methods.into(),
-        config.http.settings(),
-        stop,
+        &settings,
+        stop.clone(),
     );
+    let server = sluice::transport::http::spawn(listener, app, &settings, stop);
     let run = drive(
         &url,
         connections,

@@ -1,20 +1,18 @@
 //! The listener: accepts TCP connections under the connection cap ([`connection`]) and serves
 //! each with the route table ([`routes`]), the peer's address attached to every request.
 
-use std::sync::Arc;
-
+use axum::Router;
 use axum::extract::ConnectInfo;
 use http::Request;
 use hyper::body::Incoming;
 use ipnet::IpNet;
-use jsonrpsee::server::{Methods, StopHandle};
+use jsonrpsee::server::StopHandle;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use super::connection::{self, Acceptor};
-use super::jsonrpc::JsonRpcService;
-use super::routes::{self, AppState};
-use crate::api::EventIngestion;
+#[cfg(doc)]
+use super::routes;
 
 /// Transport limits and policies.
 #[derive(Debug, Clone)]
@@ -59,25 +57,11 @@ impl Default for HttpSettings {
     }
 }
 
-/// Serves the routes on `listener` until `stop` fires; each connection finishes its current
-/// requests before it closes.
-pub async fn serve(
-    listener: TcpListener,
-    service: Arc<EventIngestion>,
-    methods: Methods,
-    settings: HttpSettings,
-    stop: StopHandle,
-) {
-    let settings = Arc::new(settings);
-    let json_rpc = JsonRpcService::new(methods, &settings, stop.clone());
-    let app = routes::router(
-        AppState {
-            service,
-            settings: settings.clone(),
-        },
-        json_rpc,
-    );
+/// Serves `app` (see [`routes::app`]) on `listener` until `stop` fires; each connection
+/// finishes its current requests before it closes.
+pub async fn serve(listener: TcpListener, app: Router, settings: &HttpSettings, stop: StopHandle) {
     let acceptor = Acceptor::new(listener, settings.max_connections as usize);
+    let header_read_timeout = settings.header_read_timeout;
     loop {
         let (socket, peer_addr, permit) = tokio::select! {
             accepted = acceptor.accept() => accepted,
@@ -90,7 +74,6 @@ pub async fn serve(
                 request.extensions_mut().insert(ConnectInfo(peer_addr));
                 request
             });
-        let header_read_timeout = settings.header_read_timeout;
         // Held until the connection ends, so shutdown can wait for open connections.
         let connection_stop = stop.clone();
         tokio::spawn(async move {
@@ -109,13 +92,13 @@ pub async fn serve(
     }
 }
 
-/// Runs `serve` on a spawned task, returning its join handle; a convenience for [`crate::server`].
+/// Runs `serve` on a spawned task, returning its join handle.
 pub fn spawn(
     listener: TcpListener,
-    service: Arc<EventIngestion>,
-    methods: Methods,
-    settings: HttpSettings,
+    app: Router,
+    settings: &HttpSettings,
     stop: StopHandle,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(serve(listener, service, methods, settings, stop))
+    let settings = settings.clone();
+    tokio::spawn(async move { serve(listener, app, &settings, stop).await })
 }

@@ -1,37 +1,74 @@
-//! Middleware that records what a request says about its caller — credentials, address,
+//! The layer that records what a request says about its caller — credentials, address,
 //! user agent, ack mode, CDN location — as a [`RequestContext`] in its extensions, where the
 //! tRPC handler and jsonrpsee's methods read it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use std::task::{Context, Poll};
+
+use axum::extract::{ConnectInfo, Request};
 use http::header;
 use ipnet::IpNet;
 use jsonrpsee::server::ws::is_upgrade_request;
+use tower::{Layer, Service};
 
 use super::client_ip::{cdn_place, client_ip};
 use crate::domain::RequestContext;
 use crate::url_parts::query_param;
 
-/// The proxies whose forwarding headers are believed, the state of [`attach`].
+/// The proxies whose forwarding headers are believed.
 pub type TrustedProxies = Arc<[IpNet]>;
 
-/// Middleware: inserts the request's [`RequestContext`].
-pub async fn attach(
-    State(trusted): State<TrustedProxies>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| *address);
-    let context = request_context(&request, peer, &trusted);
-    request.extensions_mut().insert(context);
-    next.run(request).await
+/// The layer that inserts each request's [`RequestContext`] (a plain tower layer: no boxing
+/// or cloning on the request path).
+#[derive(Clone)]
+pub struct RequestContextLayer {
+    trusted: TrustedProxies,
+}
+
+impl RequestContextLayer {
+    pub fn new(trusted: TrustedProxies) -> Self {
+        Self { trusted }
+    }
+}
+
+impl<S> Layer<S> for RequestContextLayer {
+    type Service = AttachRequestContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AttachRequestContext {
+            inner,
+            trusted: self.trusted.clone(),
+        }
+    }
+}
+
+/// The service of [`RequestContextLayer`].
+#[derive(Clone)]
+pub struct AttachRequestContext<S> {
+    inner: S,
+    trusted: TrustedProxies,
+}
+
+impl<S: Service<Request>> Service<Request> for AttachRequestContext<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> S::Future {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| *address);
+        let context = request_context(&request, peer, &self.trusted);
+        request.extensions_mut().insert(context);
+        self.inner.call(request)
+    }
 }
 
 /// The caller facts of a request. Browsers cannot set headers on a WebSocket, so an upgrade

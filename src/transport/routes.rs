@@ -16,18 +16,18 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::{any, get};
 use http::{HeaderValue, header};
+use jsonrpsee::server::{Methods, StopHandle};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use super::http::HttpSettings;
 use super::jsonrpc::JsonRpcService;
-use super::limits::{BodyLimit, ErrorShape, refuse_declared_oversize};
-use super::request_context::{self, TrustedProxies};
+use super::limits::{BodyLimitLayer, ErrorShape};
+use super::request_context::{RequestContextLayer, TrustedProxies};
 use super::responses::error_response;
 use super::{probes, trpc};
 use crate::api::EventIngestion;
@@ -40,11 +40,26 @@ pub struct AppState {
     pub settings: Arc<HttpSettings>,
 }
 
+/// The whole HTTP application: the procedures behind every route, JSON-RPC served with
+/// `methods` (connections end when `stop` fires).
+pub fn app(
+    service: Arc<EventIngestion>,
+    methods: Methods,
+    settings: &HttpSettings,
+    stop: StopHandle,
+) -> Router {
+    let json_rpc = JsonRpcService::new(methods, settings, stop);
+    let state = AppState {
+        service,
+        settings: Arc::new(settings.clone()),
+    };
+    router(state, json_rpc)
+}
+
 /// Every route of the server, with its layers.
 pub fn router(state: AppState, json_rpc: JsonRpcService) -> Router {
     let max_bytes = state.settings.max_request_body_bytes as usize;
-    let body_limit =
-        |shape| from_fn_with_state(BodyLimit { max_bytes, shape }, refuse_declared_oversize);
+    let body_limit = |shape| BodyLimitLayer { max_bytes, shape };
     let trusted: TrustedProxies = state.settings.trusted_proxies.clone().into();
     let cors = cors_layer(&state.settings.cors_origins);
     Router::new()
@@ -67,7 +82,7 @@ pub fn router(state: AppState, json_rpc: JsonRpcService) -> Router {
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())
                 .layer(cors)
-                .layer(from_fn_with_state(trusted, request_context::attach)),
+                .layer(RequestContextLayer::new(trusted)),
         )
         .with_state(state)
 }

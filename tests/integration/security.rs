@@ -20,6 +20,7 @@ backend_tests!(
     roles_cannot_escalate,
     tokens_work_over_websocket_headers_and_query,
     oversized_bodies_are_payload_too_large,
+    a_client_still_sending_a_refused_body_reads_the_refusal,
     deep_nesting_is_refused_without_harm,
     the_rate_limit_trips_and_recovers,
     spoofed_forwarded_headers_are_ignored,
@@ -237,6 +238,35 @@ async fn oversized_bodies_are_payload_too_large(backend: Backend) {
     assert_eq!(response.body["error"]["data"]["code"], "PAYLOAD_TOO_LARGE");
     assert_eq!(response.body["error"]["data"]["httpStatus"], 413);
     // The server is fine afterwards.
+    server.track(page_view()).await;
+}
+
+/// The body limit answers before the body has arrived; the server reads the rest and throws
+/// it away, so that a client still sending gets the 413 rather than a reset connection.
+async fn a_client_still_sending_a_refused_body_reads_the_refusal(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let body = format!(
+        r#"{{"eventType":"x","props":{{"b":"{}"}}}}"#,
+        "x".repeat(6 * 1024 * 1024)
+    );
+    let urls = [
+        server.http_url(),
+        format!("{}/api/trpc/eventIngestion.track", server.http_url()),
+    ];
+    let sends = (0..8).map(|attempt| {
+        let (url, body) = (urls[attempt % 2].clone(), body.clone());
+        tokio::spawn(async move { post(&url, body, &[("content-type", "application/json")]).await })
+    });
+    for send in sends {
+        let response = send.await.expect("task");
+        assert_eq!(
+            response.status,
+            413,
+            "{}",
+            &response.text[..200.min(response.text.len())]
+        );
+        assert_eq!(response.body["error"]["data"]["code"], "PAYLOAD_TOO_LARGE");
+    }
     server.track(page_view()).await;
 }
 
