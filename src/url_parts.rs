@@ -28,6 +28,21 @@ pub fn host_of(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
+/// The path of an absolute URL (`/` when it has none), or the text itself when it is
+/// already a path; without query or fragment.
+pub fn path_of(url: &str) -> String {
+    let rest = match url.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
+        None => url,
+    };
+    let path = rest.split(['?', '#']).next().unwrap_or(rest);
+    if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
 /// Decodes `%XX` escapes and `+` (a space in query strings); invalid escapes stay as written.
 pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();

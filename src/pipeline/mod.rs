@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod durability;
 pub mod enrichment;
 pub mod flusher;
+pub mod live;
 pub mod stats;
 pub mod validation;
 mod writer_thread;
