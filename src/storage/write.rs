@@ -27,12 +27,13 @@ pub(crate) trait BatchWriter {
     async fn upsert_sessions(&mut self, rows: &[SessionRecord]) -> QueryResult<()>;
 }
 
-/// Writes `batch` through `writer`; returns how many events were newly written.
+/// Writes `batch` (whose [`FollowUps`] the caller has worked out) through `writer`;
+/// returns how many events were newly written.
 pub(crate) async fn write_batch<W: BatchWriter>(
     writer: &mut W,
     batch: &[EventRecord],
+    follow_ups: FollowUps,
 ) -> QueryResult<usize> {
-    let follow_ups = FollowUps::of(batch);
     let opted_out = if follow_ups.consent_check {
         writer.opted_out_among(&super::subject_ids(batch)).await?
     } else {

@@ -221,7 +221,7 @@ impl EventStore for PostgresStore {
         }
         let inserted = connection
             .transaction::<_, diesel::result::Error, _>(async |connection| {
-                write_batch(&mut PgBatchWriter(connection), batch).await
+                write_batch(&mut PgBatchWriter(connection), batch, follow_ups).await
             })
             .await?;
         Ok(inserted)

@@ -18,13 +18,13 @@ use diesel_async::RunQueryDsl;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use uuid::Uuid;
 
-use super::SessionRecord;
 use super::rows::StoredUuid;
 use super::write::{BatchWriter, write_batch};
 use super::{
     Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations,
     pool,
 };
+use super::{FollowUps, SessionRecord};
 use crate::domain::{ConsentSubject, EventRecord};
 use futures_util::FutureExt;
 use models::{EventRow, SessionRow};
@@ -220,6 +220,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
+        let follow_ups = FollowUps::of(batch);
         let batch = batch.to_vec();
         let mut connection = pool::checkout(&self.pool).await?;
         let inserted = connection
@@ -227,7 +228,7 @@ impl EventStore for SqliteStore {
                 connection.immediate_transaction(|connection| {
                     // Every statement of the SQLite writer runs to completion when polled,
                     // so the shared write finishes in one poll on this blocking thread.
-                    write_batch(&mut SqliteBatchWriter(connection), &batch)
+                    write_batch(&mut SqliteBatchWriter(connection), &batch, follow_ups)
                         .now_or_never()
                         .unwrap_or_else(|| {
                             Err(diesel::result::Error::QueryBuilderError(
