@@ -1,6 +1,12 @@
 // Generated from the Rust types by `SLUICE_UPDATE_SCHEMA=1 cargo test`; do not edit.
 // The wire types of Sluice's eventIngestion procedures (JSON-RPC and tRPC).
 
+/** A page and how many current visitors are on it. */
+export interface ActivePage {
+  path: string;
+  visitors: number;
+}
+
 /** Marketing attribution sent with an event. */
 export interface Attribution {
   /** An absolute URL, or "". */
@@ -92,6 +98,54 @@ export interface ItemError {
   code: number;
   data: unknown;
   message: string;
+}
+
+/** One event as a live viewer sees it: no IP, no user-agent string, no user id, no props but the path. */
+export interface LiveEvent {
+  browserName?: string | null;
+  country?: string | null;
+  deviceType?: string | null;
+  eventId: string;
+  eventType: string;
+  /** RFC 3339, UTC. */
+  occurredAt: string;
+  path?: string | null;
+  referrerHost?: string | null;
+  source: string;
+  utmSource?: string | null;
+  /** A pseudonymous, stable hash of the user id (signed in) or else the session id; none for an event with neither, which counts as no visitor. */
+  visitorId?: string | null;
+}
+
+/** The input of the subscription: where a reconnecting viewer left off. */
+export interface LiveInput {
+  /** The id of the last event the viewer received; the events after it that the hub still holds are sent first. */
+  lastEventId?: string | null;
+}
+
+/** One item of a live stream, the same on every transport: `{"type": …, "data": …}`. */
+export type LiveMessage = {
+  data: LiveSnapshot;
+  type: "connected";
+} | {
+  data: LiveEvent;
+  type: "new_event";
+} | {
+  data: LiveSnapshot;
+  type: "stats";
+};
+
+/** What the site looks like now. */
+export interface LiveSnapshot {
+  /** Each current visitor counted once, on its latest page; most visitors first. */
+  activePages: Array<ActivePage>;
+  /** RFC 3339, UTC. */
+  at: string;
+  /** Distinct visitors seen in the last `windowSeconds`. */
+  currentVisitors: number;
+  /** The latest events, newest first (at most 20). */
+  recentEvents: Array<LiveEvent>;
+  windowSeconds: number;
 }
 
 /** Pool state as getStats reports it. */
@@ -196,4 +250,5 @@ export interface SluiceProcedures {
   "eventIngestion.forceFlush": { type: "mutation"; input: Record<string, never> | undefined; output: ForceFlushOutput };
   "eventIngestion.setConsent": { type: "mutation"; input: SetConsentInput; output: SetConsentOutput };
   "eventIngestion.diagnostics": { type: "query"; input: Record<string, never> | undefined; output: DiagnosticsReport };
+  "eventIngestion.live": { type: "subscription"; input: LiveInput | undefined; output: LiveMessage };
 }

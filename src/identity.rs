@@ -50,6 +50,11 @@ impl Secret {
     fn bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
+
+    /// The secret itself, to derive other keys from; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Secret {

@@ -63,17 +63,16 @@ impl RunningServer {
             migrations_applied = applied,
             "database ready"
         );
-        let (pipeline, flusher) = Pipeline::start(
-            config.pipeline.settings()?,
-            store.clone(),
-            Arc::new(SystemClock),
-        );
+        let mut settings = config.pipeline.settings()?;
+        settings.live_visitor_key = live_visitor_key(config);
+        let (pipeline, flusher) = Pipeline::start(settings, store.clone(), Arc::new(SystemClock));
         pipeline.refresh_consents().await?;
         let consent_refresher = tokio::spawn(refresh_consents(pipeline.clone()));
         let service = Arc::new(EventIngestion::new(
             pipeline,
             Authenticator::new(config.auth.admin_token(), config.auth.jwt_secret()),
             RateLimits::new(config.limits.settings()),
+            config.live.settings(),
         ));
         let methods = jsonrpc::rpc_module(service.clone());
         let (stop, server_handle) = stop_channel();
@@ -116,6 +115,8 @@ impl RunningServer {
     /// Stops gracefully and reports what the final drain wrote.
     pub async fn stop(self) -> FlushReport {
         tracing::info!("shutting down: no new connections");
+        // Live streams never end by themselves: end them, so their connections can close.
+        self.service.pipeline().stop_live();
         // The app holds a stop handle: `stopped` waits for every one to be gone.
         drop(self.app);
         let _ = self.server_handle.stop();
@@ -138,6 +139,20 @@ impl RunningServer {
         );
         report
     }
+}
+
+/// The key of the live visitor hash: a secret every node of a deployment shares, so that
+/// they name a visitor alike and nobody without it can match ids to users or sessions.
+fn live_visitor_key(config: &Config) -> Vec<u8> {
+    let secret = config
+        .auth
+        .jwt_secret()
+        .or_else(|| config.auth.admin_token());
+    let mut key = b"sluice-live-visitors:".to_vec();
+    if let Some(secret) = secret {
+        key.extend_from_slice(secret.expose().as_bytes());
+    }
+    key
 }
 
 /// How often opt-outs recorded by other nodes are picked up.

@@ -3,6 +3,7 @@
 //! [`Procedure`], a [`RequestContext`] and an optional JSON input, and encode the result.
 
 pub mod error;
+pub mod live;
 pub mod procedures;
 pub mod rate_limit;
 pub mod schema;
@@ -70,14 +71,21 @@ pub struct EventIngestion {
     pipeline: Arc<Pipeline>,
     auth: Authenticator,
     rate_limits: RateLimits,
+    live_viewers: live::LiveViewers,
 }
 
 impl EventIngestion {
-    pub fn new(pipeline: Arc<Pipeline>, auth: Authenticator, rate_limits: RateLimits) -> Self {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        auth: Authenticator,
+        rate_limits: RateLimits,
+        live: live::LiveSettings,
+    ) -> Self {
         Self {
             pipeline,
             auth,
             rate_limits,
+            live_viewers: live::LiveViewers::new(live),
         }
     }
 

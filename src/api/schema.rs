@@ -11,6 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::Procedure;
 use super::error::ErrorCode;
+use super::live::{LIVE_PATH, LiveInput, SUBSCRIBE_METHOD, UNSUBSCRIBE_METHOD};
+use crate::pipeline::live::LiveMessage;
 
 const COMPONENTS: &str = "#/components/schemas/";
 
@@ -37,6 +39,7 @@ pub fn openrpc_document() -> Value {
             "x-trpc-type": if procedure.is_query() { "query" } else { "mutation" },
         }));
     }
+    methods.push(live_subscription(&mut generator));
     let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     json!({
         "openrpc": "1.3.2",
@@ -50,6 +53,25 @@ pub fn openrpc_document() -> Value {
             "schemas": schemas,
             "errors": error_codes(),
         },
+    })
+}
+
+/// The live subscription: a JSON-RPC subscription over WebSocket, and the tRPC subscription
+/// `eventIngestion.live` (SSE, `httpSubscriptionLink`).
+fn live_subscription(generator: &mut schemars::SchemaGenerator) -> Value {
+    let input = generator.subschema_for::<LiveInput>().to_value();
+    let message = generator.subschema_for::<LiveMessage>().to_value();
+    json!({
+        "name": SUBSCRIBE_METHOD,
+        "summary": "Live analytics (ADMIN): a subscription whose notifications are LiveMessages. \
+                    Served as the tRPC subscription eventIngestion.live and as SSE at /api/live.",
+        "paramStructure": "either",
+        "params": [{"name": "input", "required": false, "schema": input}],
+        "result": {"name": "subscription", "schema": {"type": "string"}},
+        "x-trpc-type": "subscription",
+        "x-trpc-path": LIVE_PATH,
+        "x-notification": {"method": LIVE_PATH, "params": message},
+        "x-unsubscribe": UNSUBSCRIBE_METHOD,
     })
 }
 
@@ -106,12 +128,17 @@ pub fn typescript_definitions() -> String {
                 }
             })
             .unwrap_or_else(|| "undefined".to_owned());
+        // A subscription is listed under its tRPC path, its output the items it streams.
+        let (path, output) = match method.get("x-trpc-path") {
+            Some(path) => (path, &method["x-notification"]["params"]),
+            None => (&method["name"], &method["result"]["schema"]),
+        };
         let _ = writeln!(
             out,
             "  \"{}\": {{ type: \"{}\"; input: {input}; output: {} }};",
-            method["name"].as_str().unwrap_or_default(),
+            path.as_str().unwrap_or_default(),
             method["x-trpc-type"].as_str().unwrap_or_default(),
-            type_of(&method["result"]["schema"], 2),
+            type_of(output, 2),
         );
     }
     out.push_str("}\n");
@@ -265,10 +292,12 @@ mod tests {
             .iter()
             .filter_map(|method| method["name"].as_str())
             .collect();
-        assert_eq!(
-            names,
-            Procedure::all().map(Procedure::path).collect::<Vec<_>>()
-        );
+        let mut expected: Vec<&str> = Procedure::all().map(Procedure::path).collect();
+        expected.push(SUBSCRIBE_METHOD);
+        assert_eq!(names, expected);
+        let live = &document["methods"][expected.len() - 1];
+        assert_eq!(live["x-trpc-type"], "subscription");
+        assert_eq!(live["x-notification"]["method"], LIVE_PATH);
         let input = &document["components"]["schemas"]["TrackEventInput"];
         assert_eq!(input["properties"]["eventType"]["maxLength"], 100);
         assert_eq!(input["additionalProperties"], false);

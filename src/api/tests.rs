@@ -21,7 +21,12 @@ fn service(capacity: usize) -> (EventIngestion, FlusherHandle, Arc<MemoryStore>)
         per_second: 0,
         burst: 0,
     });
-    let service = EventIngestion::new(pipeline, Authenticator::new(None, None), rate_limits);
+    let service = EventIngestion::new(
+        pipeline,
+        Authenticator::new(None, None),
+        rate_limits,
+        Default::default(),
+    );
     (service, flusher, store)
 }
 

@@ -6,6 +6,7 @@ mod auth;
 mod database;
 mod http;
 mod limits;
+mod live;
 mod pipeline;
 
 use clap::{Args, Parser, Subcommand};
@@ -14,6 +15,7 @@ pub use auth::{AuthConfig, MIN_ADMIN_TOKEN_CHARS, MIN_JWT_SECRET_BYTES};
 pub use database::{DEFAULT_DATABASE_URL, DatabaseConfig};
 pub use http::{DEFAULT_BIND, HttpConfig, MIN_BODY_BYTES};
 pub use limits::LimitsConfig;
+pub use live::LiveConfig;
 pub use pipeline::PipelineOptions;
 
 /// Command line of the `sluice` binary.
@@ -75,6 +77,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[command(flatten)]
     pub limits: LimitsConfig,
+    #[command(flatten)]
+    pub live: LiveConfig,
     /// Log format: text for people, json for log pipelines.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -106,7 +110,8 @@ impl Config {
         self.database.validate()?;
         self.pipeline.validate()?;
         self.auth.validate()?;
-        self.limits.validate()
+        self.limits.validate()?;
+        self.live.validate()
     }
 }
 

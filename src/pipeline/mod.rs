@@ -30,6 +30,8 @@ use dedup::{FingerprintParts, TtlCache, fingerprint};
 pub use durability::AckMode;
 use durability::{Waiters, Written};
 use flusher::{Command, FlushError, FlushReport, FlushSettings, Flusher};
+use live::relay::Relay;
+use live::{LiveEncoder, LiveHub};
 use stats::{PoolReport, Stats, StatsConfig, StatsReport};
 use validation::{BusinessRules, ValidEvent};
 
@@ -61,6 +63,8 @@ pub struct PipelineConfig {
     /// How long an idempotency key is remembered in memory; the database remembers it forever.
     pub idempotency_cache_ttl: Duration,
     pub rules: BusinessRules,
+    /// The key of the live visitor hash: nodes that share it name a visitor alike.
+    pub live_visitor_key: Vec<u8>,
 }
 
 /// Most events held in memory by default.
@@ -94,6 +98,7 @@ impl Default for PipelineConfig {
             dedup_cache_capacity: DEFAULT_DEDUP_MAX_ENTRIES,
             idempotency_cache_ttl: Duration::from_secs(600),
             rules: BusinessRules::default(),
+            live_visitor_key: b"sluice-live-visitors".to_vec(),
         }
     }
 }
@@ -140,6 +145,10 @@ pub struct Pipeline {
     /// Subjects that opted out: answered `suppressed` at once. The write transaction checks
     /// the consents table again, so an opt-out made on another node is honoured too.
     opted_out: std::sync::RwLock<HashSet<ConsentSubject>>,
+    live_hub: Arc<LiveHub>,
+    live_encoder: LiveEncoder,
+    /// Carries this node's live events to the others, on a backend shared by several nodes.
+    live_relay: Option<Relay>,
 }
 
 /// Owns the flusher task; [`FlusherHandle::shutdown`] drains the buffer and stops it.
@@ -167,7 +176,14 @@ impl Pipeline {
             settings: config.flush.clone(),
         };
         let task = writer_thread::WriterTask::spawn(flusher.run(receiver));
+        let live_hub = Arc::new(LiveHub::new());
+        let live_relay = store
+            .node_channel()
+            .map(|channel| Relay::start(live_hub.clone(), channel, clock.clone()));
         let pipeline = Arc::new(Self {
+            live_encoder: LiveEncoder::new(&config.live_visitor_key),
+            live_hub,
+            live_relay,
             recent_fingerprints: TtlCache::new(config.dedup_ttl, config.dedup_cache_capacity),
             recent_keys: TtlCache::new(config.idempotency_cache_ttl, config.dedup_cache_capacity),
             enricher: enrichment::Enricher::new(config.geoip.clone(), config.ip_storage),
@@ -270,6 +286,7 @@ impl Pipeline {
             return Ok(self.duplicate(original));
         }
         let commit = (ack == AckMode::Durable).then(|| self.waiters.register(id));
+        let live = self.live_encoder.encode(&record);
         if let Err(full) = self.buffer.push(record) {
             self.waiters.cancel(id);
             if let Some(fingerprint) = &fingerprint {
@@ -279,6 +296,7 @@ impl Pipeline {
             return Err(full.into());
         }
         Stats::add(&self.stats.accepted, 1);
+        self.publish_live(live);
         if let Some(commit) = commit {
             self.waiters.announce();
             match tokio::time::timeout(self.config.durable_timeout, commit).await {
@@ -296,6 +314,32 @@ impl Pipeline {
             tracked: true,
             status: TrackStatus::Accepted,
         })
+    }
+
+    /// Shows an accepted event to the live viewers here and, through the relay, elsewhere.
+    fn publish_live(&self, event: live::LiveEvent) {
+        if let Some(relay) = &self.live_relay {
+            relay.forward(&event);
+        }
+        self.live_hub.publish(event, self.clock.now());
+    }
+
+    /// The live hub of this node.
+    pub fn live_hub(&self) -> &Arc<LiveHub> {
+        &self.live_hub
+    }
+
+    /// The relay between nodes, when the backend has a channel.
+    pub fn live_relay(&self) -> Option<&Relay> {
+        self.live_relay.as_ref()
+    }
+
+    /// Ends every live stream and stops the relay: the server is stopping.
+    pub fn stop_live(&self) {
+        self.live_hub.close();
+        if let Some(relay) = &self.live_relay {
+            relay.stop();
+        }
     }
 
     /// Opted-out sessions and users, and bots when they are dropped, are not stored.

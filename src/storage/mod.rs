@@ -3,6 +3,7 @@
 //! for pipeline tests. Everything backend-specific lives below this module; every rule above it
 //! is shared.
 
+pub mod channel;
 mod memory;
 mod migrations;
 mod pool;
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 use crate::domain::{ConsentSubject, EventRecord};
 
+pub use channel::NodeChannel;
 pub use memory::MemoryStore;
 pub use pool::{DEFAULT_POOL_SIZE, PoolOptions};
 
@@ -298,6 +300,11 @@ pub trait EventStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StorageError>;
 
     fn pool_status(&self) -> PoolStatus;
+
+    /// The channel to the other nodes sharing this database, when the backend has one.
+    fn node_channel(&self) -> Option<Arc<dyn NodeChannel>> {
+        None
+    }
 }
 
 /// Opens the store a database URL names: `postgres://…`/`postgresql://…` for PostgreSQL,

@@ -12,14 +12,17 @@ use axum::response::Response;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use http_body_util::Full;
+use jsonrpsee::core::server::TrySendError;
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
-    BatchRequestConfig, Methods, ServerConfig, StopHandle, TowerServiceBuilder,
-    ws::is_upgrade_request,
+    BatchRequestConfig, Methods, PendingSubscriptionSink, ServerConfig, StopHandle,
+    TowerServiceBuilder, ws::is_upgrade_request,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{Extensions, RpcModule};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use std::sync::atomic::Ordering;
 use tokio::sync::Semaphore;
 use tower::Service;
 use tower::layer::util::{Identity, Stack};
@@ -29,8 +32,10 @@ use super::limits::read_body;
 use super::notifications::ExecuteNotificationsLayer;
 use super::responses::{error_response, json_rpc_error_response};
 use crate::api::error::{ApiError, ErrorCode, ZodError};
+use crate::api::live::{LIVE_PATH, LiveInput, LiveItem, SUBSCRIBE_METHOD, UNSUBSCRIBE_METHOD};
 use crate::api::{EventIngestion, Procedure};
 use crate::domain::RequestContext;
+use crate::pipeline::live::LiveMessage;
 
 /// The module serving every `eventIngestion.*` method.
 pub fn rpc_module(service: Arc<EventIngestion>) -> RpcModule<EventIngestion> {
@@ -47,7 +52,81 @@ pub fn rpc_module(service: Arc<EventIngestion>) -> RpcModule<EventIngestion> {
             panic!("registering {}: {error}", procedure.path());
         }
     }
+    let subscribed = module.register_subscription(
+        SUBSCRIBE_METHOD,
+        LIVE_PATH,
+        UNSUBSCRIBE_METHOD,
+        |params, pending, service, extensions| async move {
+            subscribe_live(&params, pending, &service, &extensions).await;
+        },
+    );
+    if let Err(error) = subscribed {
+        panic!("registering {SUBSCRIBE_METHOD}: {error}");
+    }
     module
+}
+
+/// `eventIngestion.subscribeLive`: the live feed as `eventIngestion.live` notifications, each
+/// `{"type": …, "data": …}`, until the client unsubscribes or is dropped for not reading.
+async fn subscribe_live(
+    params: &Params<'static>,
+    pending: PendingSubscriptionSink,
+    service: &EventIngestion,
+    extensions: &Extensions,
+) {
+    let context = extensions
+        .get::<RequestContext>()
+        .cloned()
+        .unwrap_or_default();
+    let opened = input_from_params(params)
+        .and_then(LiveInput::parse)
+        .and_then(|input| service.open_live(&context, input));
+    let mut feed = match opened {
+        Ok(feed) => feed,
+        Err(error) => {
+            pending
+                .reject(to_error_object(&error, SUBSCRIBE_METHOD))
+                .await;
+            return;
+        }
+    };
+    let Ok(mut sink) = pending.accept().await else {
+        return;
+    };
+    loop {
+        let item = tokio::select! {
+            item = feed.next() => item,
+            () = sink.closed() => return,
+        };
+        let message = match item {
+            None => return,
+            // WebSocket has its own pings.
+            Some(LiveItem::Heartbeat) => continue,
+            Some(LiveItem::Event(entry)) => entry.message_json.clone(),
+            Some(LiveItem::Connected(snapshot)) => message_json(LiveMessage::Connected(snapshot)),
+            Some(LiveItem::Stats(snapshot)) => message_json(LiveMessage::Stats(snapshot)),
+        };
+        let Ok(raw) = RawValue::from_string(message) else {
+            continue;
+        };
+        match sink.try_send(raw) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return,
+            Err(TrySendError::Full(_)) => {
+                service
+                    .live_viewers()
+                    .counters()
+                    .dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("live viewer dropped: its WebSocket is not reading");
+                return;
+            }
+        }
+    }
+}
+
+fn message_json(message: LiveMessage) -> String {
+    serde_json::to_string(&message).unwrap_or_else(|_| "null".to_owned())
 }
 
 async fn call(

@@ -8,6 +8,8 @@
 //!   tower service on `/` (HTTP POST and WebSocket); [`notifications`] makes JSON-RPC
 //!   notifications run.
 //! - [`trpc`]: tRPC's HTTP wire format at `/api/trpc/…`, over the same procedures.
+//! - [`sse`]: the live stream as Server-Sent Events, at `/api/live` and as the tRPC
+//!   subscription; [`pages`]: the HTML pages (`/live`).
 //! - [`probes`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`responses`]: error replies in the shared shape; [`client_ip`]: who the caller is
 //!   behind trusted proxies.
@@ -18,8 +20,10 @@ pub mod http;
 pub mod jsonrpc;
 pub mod limits;
 pub mod notifications;
+pub mod pages;
 pub mod probes;
 pub mod request_context;
 pub mod responses;
 pub mod routes;
+pub mod sse;
 pub mod trpc;

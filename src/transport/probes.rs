@@ -178,6 +178,55 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "0 healthy, 1 degraded, 2 critical.",
         health,
     );
+    let viewers = state.service.live_viewers();
+    let load = |counter: &std::sync::atomic::AtomicU64| {
+        counter.load(std::sync::atomic::Ordering::Relaxed) as f64
+    };
+    metric(
+        "live_viewers",
+        "gauge",
+        "Live viewers connected now.",
+        viewers.connected() as f64,
+    );
+    metric(
+        "live_viewers_dropped_total",
+        "counter",
+        "Live viewers dropped for falling behind or not reading.",
+        load(&viewers.counters().dropped),
+    );
+    metric(
+        "live_viewers_refused_total",
+        "counter",
+        "Live viewers refused because every place was taken.",
+        load(&viewers.counters().refused),
+    );
+    if let Some(relay) = state.service.pipeline().live_relay() {
+        let relayed = relay.counters();
+        metric(
+            "live_relay_sent_total",
+            "counter",
+            "Live events sent to the other nodes.",
+            load(&relayed.sent),
+        );
+        metric(
+            "live_relay_received_total",
+            "counter",
+            "Live events received from the other nodes.",
+            load(&relayed.received),
+        );
+        metric(
+            "live_relay_dropped_total",
+            "counter",
+            "Live events the other nodes did not get (queue full, send failed, too large).",
+            load(&relayed.dropped),
+        );
+        metric(
+            "live_relay_reconnects_total",
+            "counter",
+            "Times the live listener reconnected to the database.",
+            load(&relayed.reconnects),
+        );
+    }
     respond(StatusCode::OK, "text/plain; version=0.0.4", out)
 }
 

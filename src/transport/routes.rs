@@ -7,6 +7,8 @@
 //! | `/healthz`       | GET          | liveness ([`probes::healthz`])            |
 //! | `/readyz`        | GET          | readiness ([`probes::readyz`])            |
 //! | `/metrics`       | GET          | Prometheus text ([`probes::metrics`])     |
+//! | `/api/live`      | GET          | the live stream as SSE ([`sse::live`])    |
+//! | `/live`          | GET          | the live page ([`pages::live`])           |
 //! | anything else    |              | NOT_FOUND in the shared error shape       |
 //!
 //! Around every route, outermost first: tracing, CORS, the request context. Routes that read
@@ -29,7 +31,7 @@ use super::jsonrpc::JsonRpcService;
 use super::limits::{BodyLimitLayer, ErrorShape};
 use super::request_context::{RequestContextLayer, TrustedProxies};
 use super::responses::error_response;
-use super::{probes, trpc};
+use super::{pages, probes, sse, trpc};
 use crate::api::EventIngestion;
 use crate::api::error::{ApiError, ErrorCode};
 
@@ -70,6 +72,8 @@ pub fn router(state: AppState, json_rpc: JsonRpcService) -> Router {
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
+        .route(sse::LIVE_SSE_PATH, get(sse::live))
+        .route("/live", get(pages::live))
         .route_service(
             "/",
             ServiceBuilder::new()

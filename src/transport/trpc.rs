@@ -19,7 +19,9 @@ use serde_json::{Map, Value, json};
 use super::limits::read_body;
 use super::responses::{self, status_of};
 use super::routes::AppState;
+use super::sse;
 use crate::api::error::{ApiError, ErrorCode};
+use crate::api::live::LIVE_PATH;
 use crate::api::{EventIngestion, Procedure};
 use crate::domain::RequestContext;
 use crate::url_parts::query_param;
@@ -82,6 +84,9 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         .map(str::to_owned)
         .collect();
     let method = request.method().clone();
+    if method == Method::GET && !is_batch && paths.len() == 1 && paths[0] == LIVE_PATH {
+        return subscription(&state, &request);
+    }
     let calls = match decode_calls(request, &paths, is_batch, max_body_bytes).await {
         Ok(calls) => calls,
         Err(error) => return single_response(&error_item(&error, None, false), Some(&error)),
@@ -113,6 +118,21 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         None => {}
     }
     batch_response(items, &errors)
+}
+
+/// `eventIngestion.live`, the one subscription: served as SSE for `httpSubscriptionLink`.
+fn subscription(state: &AppState, request: &Request) -> Response {
+    let raw = request
+        .uri()
+        .query()
+        .and_then(|query| query_param(query, "input"));
+    match parse_input(raw) {
+        Ok(input) => {
+            let (input, superjson) = unwrap_superjson(input);
+            sse::trpc_subscription(state, request, input, superjson, LIVE_PATH)
+        }
+        Err(error) => single_response(&error_item(&error, Some(LIVE_PATH), false), Some(&error)),
+    }
 }
 
 async fn run_call(
@@ -181,15 +201,7 @@ async fn decode_calls(
             ));
         }
     };
-    let parsed = match raw.filter(|raw| !raw.trim().is_empty()) {
-        None => None,
-        Some(raw) => Some(serde_json::from_str::<Value>(&raw).map_err(|error| {
-            ApiError::new(
-                ErrorCode::ParseError,
-                format!("Input is not valid JSON: {error}"),
-            )
-        })?),
-    };
+    let parsed = parse_input(raw)?;
     if !is_batch {
         let path = paths.first().cloned().unwrap_or_default();
         let (input, superjson) = unwrap_superjson(parsed);
@@ -254,6 +266,21 @@ async fn read_text_body(request: Request, limit: usize) -> Result<Option<String>
 }
 
 /// `{"json": x, "meta": …}` → `(x, true)`; anything else is passed through.
+/// The raw input as JSON; blank is no input.
+fn parse_input(raw: Option<String>) -> Result<Option<Value>, ApiError> {
+    match raw.filter(|raw| !raw.trim().is_empty()) {
+        None => Ok(None),
+        Some(raw) => serde_json::from_str::<Value>(&raw)
+            .map(Some)
+            .map_err(|error| {
+                ApiError::new(
+                    ErrorCode::ParseError,
+                    format!("Input is not valid JSON: {error}"),
+                )
+            }),
+    }
+}
+
 fn unwrap_superjson(input: Option<Value>) -> (Option<Value>, bool) {
     match input {
         Some(Value::Object(mut map))

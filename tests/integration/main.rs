@@ -11,6 +11,7 @@ mod enrichment;
 mod exactly_once;
 mod flushing;
 mod jsonrpc_protocol;
+mod live;
 mod reliability;
 mod security;
 mod sessions;

@@ -11,7 +11,11 @@ use sluice::domain::Role;
 use crate::backend_tests;
 use crate::support::{Backend, TestServer, jwt};
 
-backend_tests!(trpc_client_v11_works, trpc_client_v10_works);
+backend_tests!(
+    trpc_client_v11_works,
+    trpc_client_v10_works,
+    trpc_client_v11_live_subscription_works
+);
 
 async fn trpc_client_v11_works(backend: Backend) {
     run_client_suite(backend, "v11").await;
@@ -35,7 +39,16 @@ fn ensure_installed(folder: &Path) {
     let _guard = INSTALL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if folder.join("node_modules/@trpc/client").is_dir() {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(folder.join("package.json")).expect("package.json"),
+    )
+    .expect("package.json is JSON");
+    let installed = manifest["dependencies"]
+        .as_object()
+        .expect("dependencies")
+        .keys()
+        .all(|name| folder.join("node_modules").join(name).is_dir());
+    if installed {
         return;
     }
     let output = Command::new("npm")
@@ -51,31 +64,16 @@ fn ensure_installed(folder: &Path) {
     );
 }
 
-async fn run_client_suite(backend: Backend, version: &str) {
-    let folder = fixture(version);
-    tokio::task::spawn_blocking({
-        let folder = folder.clone();
-        move || ensure_installed(&folder)
-    })
-    .await
-    .expect("install");
+/// `eventIngestion.live` through v11's `httpSubscriptionLink` (`live.test.mjs`).
+async fn trpc_client_v11_live_subscription_works(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let url = format!("{}/api/trpc", server.http_url());
-    let output = tokio::process::Command::new("node")
-        .args(["--test", "--test-reporter=tap", "client.test.mjs"])
-        .current_dir(&folder)
-        .env("SLUICE_TRPC_URL", url)
-        .env("SLUICE_ADMIN_JWT", jwt("admin-1", Role::Admin))
-        .env("SLUICE_VIEWER_JWT", jwt("viewer-1", Role::Viewer))
-        .output()
-        .await
-        .expect("node is needed for the tRPC client tests");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "@trpc/client {version} suite failed:\n{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = run_node(&server, "v11", "live.test.mjs").await;
+    assert!(report.contains("# pass 2"), "both cases ran:\n{report}");
+}
+
+async fn run_client_suite(backend: Backend, version: &str) {
+    let server = TestServer::start(backend).await;
+    let report = run_node(&server, version, "client.test.mjs").await;
     let passed = report
         .lines()
         .find_map(|line| line.strip_prefix("# pass "))
@@ -86,6 +84,34 @@ async fn run_client_suite(backend: Backend, version: &str) {
     // 1 track after opting back in + 2 concurrent tracks); suppressed events are not stored.
     server.force_flush().await;
     assert_eq!(server.count().await, 36, "every accepted event is stored");
+}
+
+/// Runs the Node test file `file` of the `version` fixture against `server`; its TAP report.
+async fn run_node(server: &TestServer, version: &str, file: &str) -> String {
+    let folder = fixture(version);
+    tokio::task::spawn_blocking({
+        let folder = folder.clone();
+        move || ensure_installed(&folder)
+    })
+    .await
+    .expect("install");
+    let url = format!("{}/api/trpc", server.http_url());
+    let output = tokio::process::Command::new("node")
+        .args(["--test", "--test-reporter=tap", file])
+        .current_dir(&folder)
+        .env("SLUICE_TRPC_URL", url)
+        .env("SLUICE_ADMIN_JWT", jwt("admin-1", Role::Admin))
+        .env("SLUICE_VIEWER_JWT", jwt("viewer-1", Role::Viewer))
+        .output()
+        .await
+        .expect("node is needed for the tRPC client tests");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "@trpc/client {version} {file} failed:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    report
 }
 
 /// The generated TypeScript definitions compile under `tsc --strict`, together with the typed

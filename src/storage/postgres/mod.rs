@@ -1,9 +1,13 @@
 //! PostgreSQL storage: the production backend, through diesel-async's native async connection.
 
+mod channel;
 mod models;
 pub mod schema;
 mod statement;
 
+use std::sync::Arc;
+
+use super::channel::NodeChannel;
 use super::pool::Pool;
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -194,13 +198,17 @@ impl BatchWriter for PgBatchWriter<'_> {
 /// Events in PostgreSQL.
 pub struct PostgresStore {
     pool: Pool<AsyncPgConnection>,
+    channel: Arc<channel::PgChannel>,
 }
 
 impl PostgresStore {
     pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
-        Ok(Self {
-            pool: pool::build(url, options, CONNECTION_SETUP)?,
-        })
+        let pool = pool::build(url, options, CONNECTION_SETUP)?;
+        let channel = Arc::new(channel::PgChannel {
+            url: url.to_owned(),
+            pool: pool.clone(),
+        });
+        Ok(Self { pool, channel })
     }
 }
 
@@ -374,5 +382,9 @@ impl EventStore for PostgresStore {
 
     fn pool_status(&self) -> PoolStatus {
         pool::status(&self.pool)
+    }
+
+    fn node_channel(&self) -> Option<Arc<dyn NodeChannel>> {
+        Some(self.channel.clone())
     }
 }

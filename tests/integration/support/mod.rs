@@ -6,6 +6,7 @@ pub mod mmdb;
 pub mod process;
 pub mod proxy;
 pub mod raw_http;
+pub mod sse;
 pub mod stores;
 
 use std::sync::Arc;
@@ -113,6 +114,17 @@ impl TestServer {
         Self {
             server: Some(server),
             _database: Some(database),
+            config,
+        }
+    }
+
+    /// Starts with `config` on a database that someone else keeps (a second node's own
+    /// configuration, say).
+    pub async fn start_on(config: Config) -> Self {
+        let server = Self::boot(&config).await;
+        TestServer {
+            server: Some(server),
+            _database: None,
             config,
         }
     }

@@ -5,27 +5,28 @@
 //! minutes with their latest page, and a ring of the most recent events for `Last-Event-ID`
 //! replay — and broadcasts each new event to the connected viewers. Nothing here waits on a
 //! viewer: publishing is a short lock and a `broadcast` send, and a viewer that falls more
-//! than [`VIEWER_QUEUE`] events behind is told it lagged and dropped by its transport.
+//! than [`VIEWER_QUEUE`] events behind finds out it lagged and is dropped by its feed.
 //!
-//! Memory is bounded whatever the traffic: at most [`RECENT_EVENTS`] events in the ring
-//! and [`MAX_VISITORS`] visitors in the window. Past that many distinct visitors within five
-//! minutes, new ones are not tracked until older ones expire (counted in
-//! [`LiveHub::untracked_visitors`]), so `currentVisitors` saturates at the bound rather than
-//! growing the process.
+//! Memory is bounded whatever the traffic: at most [`RECENT_EVENTS`] events in the ring,
+//! [`VIEWER_QUEUE`] in the broadcast, and [`MAX_VISITORS`] visitors in the window. Past that
+//! many distinct visitors within five minutes, new ones are not tracked until older ones
+//! expire (counted in [`LiveHub::untracked_visitors`]), so `currentVisitors` saturates at the
+//! bound rather than growing the process.
+//!
+//! Across nodes, [`relay`] carries each node's events to the others' hubs.
+
+mod event;
+pub mod relay;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use crate::domain::EventRecord;
-use crate::url_parts::path_of;
+pub use event::{ActivePage, LiveEncoder, LiveEvent, LiveMessage, LiveSnapshot};
 
 /// How far back "current" visitors reach.
 pub const WINDOW_SECONDS: i64 = 300;
@@ -38,112 +39,15 @@ pub const MAX_VISITORS: usize = 100_000;
 /// Events a viewer may fall behind before it is dropped.
 pub const VIEWER_QUEUE: usize = 1_024;
 
-/// One event as a live viewer sees it: no IP, no user-agent string, no user id, no props but
-/// the path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LiveEvent {
-    pub event_id: Uuid,
-    pub event_type: String,
-    pub source: String,
-    pub path: Option<String>,
-    pub referrer_host: Option<String>,
-    pub utm_source: Option<String>,
-    pub device_type: Option<String>,
-    pub browser_name: Option<String>,
-    pub country: Option<String>,
-    /// A pseudonymous, stable hash of the user id (signed in) or else the session id; none
-    /// for an event with neither, which counts as no visitor.
-    pub visitor_id: Option<String>,
-    /// RFC 3339, UTC.
-    #[schemars(with = "String")]
-    pub occurred_at: DateTime<Utc>,
-}
-
-/// A page and how many current visitors are on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivePage {
-    pub path: String,
-    pub visitors: u64,
-}
-
-/// What the site looks like now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LiveSnapshot {
-    /// Distinct visitors seen in the last `windowSeconds`.
-    pub current_visitors: u64,
-    /// The latest events, newest first (at most 20).
-    pub recent_events: Vec<LiveEvent>,
-    /// Each current visitor counted once, on its latest page; most visitors first.
-    pub active_pages: Vec<ActivePage>,
-    pub window_seconds: i64,
-    /// RFC 3339, UTC.
-    #[schemars(with = "String")]
-    pub at: DateTime<Utc>,
-}
-
-/// Turns events into [`LiveEvent`]s: the visitor hash is keyed, so that the ids of a
-/// deployment cannot be matched to user or session ids without its key, and stable, so that
-/// every node of the deployment (given the same key) names a visitor alike.
-pub struct LiveEncoder {
-    key: Vec<u8>,
-}
-
-impl LiveEncoder {
-    pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
-    }
-
-    pub fn encode(&self, event: &EventRecord) -> LiveEvent {
-        let visitor = match (&event.user_id, event.session_id) {
-            (Some(user), _) => Some(self.visitor_id("user", user)),
-            (None, Some(session)) => Some(self.visitor_id("session", &session.to_string())),
-            (None, None) => None,
-        };
-        LiveEvent {
-            event_id: event.id,
-            event_type: event.event_type.clone(),
-            source: event.source.clone(),
-            path: page_path(event),
-            referrer_host: event.enrichment.referrer_host.clone(),
-            utm_source: event.attribution.utm_source.clone(),
-            device_type: event.enrichment.device_type.clone(),
-            browser_name: event.enrichment.browser_name.clone(),
-            country: event.enrichment.country.clone(),
-            visitor_id: visitor,
-            occurred_at: event.occurred_at,
-        }
-    }
-
-    fn visitor_id(&self, kind: &str, id: &str) -> String {
-        let mut hash = Sha256::new();
-        hash.update(&self.key);
-        hash.update(kind.as_bytes());
-        hash.update([0]);
-        hash.update(id.as_bytes());
-        let digest = hash.finalize();
-        digest[..8]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
-    }
-}
-
-/// `props.path`, else `props.page`, else the landing page's path.
-fn page_path(event: &EventRecord) -> Option<String> {
-    #[derive(Deserialize)]
-    struct PageProps {
-        path: Option<String>,
-        page: Option<String>,
-    }
-    let from_props = event
-        .props
-        .as_ref()
-        .and_then(|props| serde_json::from_str::<PageProps>(props.as_str()).ok())
-        .and_then(|props| props.path.or(props.page));
-    from_props.or_else(|| event.attribution.landing_page.as_deref().map(path_of))
+/// An event in the hub: its place in the hub's order and its message, serialized once for
+/// every viewer.
+#[derive(Debug)]
+pub struct LiveEntry {
+    /// 1 for the first event this hub published, then one more for each.
+    pub seq: u64,
+    pub event: LiveEvent,
+    /// The `new_event` [`LiveMessage`] as JSON.
+    pub message_json: String,
 }
 
 struct Seen {
@@ -153,7 +57,8 @@ struct Seen {
 
 #[derive(Default)]
 struct Window {
-    recent: VecDeque<LiveEvent>,
+    published: u64,
+    recent: VecDeque<Arc<LiveEntry>>,
     visitors: HashMap<String, Seen>,
 }
 
@@ -162,13 +67,53 @@ impl Window {
         let cutoff = now - Duration::seconds(WINDOW_SECONDS);
         self.visitors.retain(|_, seen| seen.at > cutoff);
     }
+
+    fn snapshot(&mut self, now: DateTime<Utc>) -> LiveSnapshot {
+        self.expire(now);
+        let mut pages: HashMap<&str, u64> = HashMap::new();
+        for seen in self.visitors.values() {
+            if let Some(path) = &seen.path {
+                *pages.entry(path.as_str()).or_default() += 1;
+            }
+        }
+        let mut active_pages: Vec<ActivePage> = pages
+            .into_iter()
+            .map(|(path, visitors)| ActivePage {
+                path: path.to_owned(),
+                visitors,
+            })
+            .collect();
+        active_pages.sort_by(|a, b| b.visitors.cmp(&a.visitors).then(a.path.cmp(&b.path)));
+        LiveSnapshot {
+            current_visitors: self.visitors.len() as u64,
+            recent_events: self
+                .recent
+                .iter()
+                .rev()
+                .take(SNAPSHOT_EVENTS)
+                .map(|entry| entry.event.clone())
+                .collect(),
+            active_pages,
+            window_seconds: WINDOW_SECONDS,
+            at: now,
+        }
+    }
+}
+
+/// What a viewer starts from: the site now, the events it missed (when it said which it saw
+/// last and the hub still holds that one), and the stream of every event after those.
+pub struct Joined {
+    pub snapshot: LiveSnapshot,
+    pub replay: Vec<Arc<LiveEntry>>,
+    pub receiver: broadcast::Receiver<Arc<LiveEntry>>,
 }
 
 /// The hub every node's accepted events go through.
 pub struct LiveHub {
     window: Mutex<Window>,
-    sender: broadcast::Sender<LiveEvent>,
+    sender: broadcast::Sender<Arc<LiveEntry>>,
     untracked_visitors: AtomicU64,
+    closed: watch::Sender<bool>,
 }
 
 impl Default for LiveHub {
@@ -183,88 +128,82 @@ impl LiveHub {
             window: Mutex::new(Window::default()),
             sender: broadcast::channel(VIEWER_QUEUE).0,
             untracked_visitors: AtomicU64::new(0),
+            closed: watch::channel(false).0,
         }
     }
 
     /// Records `event` (seen at `now`) and sends it to every viewer; never waits.
     pub fn publish(&self, event: LiveEvent, now: DateTime<Utc>) {
-        {
-            let mut window = self.lock();
-            if let Some(visitor) = &event.visitor_id {
-                let seen = Seen {
-                    at: now,
-                    path: event.path.clone(),
-                };
-                if let Some(known) = window.visitors.get_mut(visitor) {
-                    *known = seen;
+        let message = LiveMessage::NewEvent(event);
+        // A LiveEvent is strings, a uuid and a time: it always serializes.
+        let message_json = serde_json::to_string(&message).unwrap_or_default();
+        let LiveMessage::NewEvent(event) = message else {
+            return;
+        };
+        let mut window = self.lock();
+        if let Some(visitor) = &event.visitor_id {
+            let seen = Seen {
+                at: now,
+                path: event.path.clone(),
+            };
+            if let Some(known) = window.visitors.get_mut(visitor) {
+                *known = seen;
+            } else {
+                if window.visitors.len() >= MAX_VISITORS {
+                    window.expire(now);
+                }
+                if window.visitors.len() < MAX_VISITORS {
+                    window.visitors.insert(visitor.clone(), seen);
                 } else {
-                    if window.visitors.len() >= MAX_VISITORS {
-                        window.expire(now);
-                    }
-                    if window.visitors.len() < MAX_VISITORS {
-                        window.visitors.insert(visitor.clone(), seen);
-                    } else {
-                        self.untracked_visitors.fetch_add(1, Ordering::Relaxed);
-                    }
+                    self.untracked_visitors.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if window.recent.len() == RECENT_EVENTS {
-                window.recent.pop_front();
-            }
-            window.recent.push_back(event.clone());
         }
-        // No receiver is not an error: nobody is watching.
-        let _ = self.sender.send(event);
+        window.published += 1;
+        let entry = Arc::new(LiveEntry {
+            seq: window.published,
+            event,
+            message_json,
+        });
+        if window.recent.len() == RECENT_EVENTS {
+            window.recent.pop_front();
+        }
+        window.recent.push_back(entry.clone());
+        // Sent under the lock, so the broadcast's order is the ring's and `join` can hand a
+        // viewer the two without a gap or an overlap. No receiver is not an error.
+        let _ = self.sender.send(entry);
     }
 
-    /// A viewer's stream of new events; subscribe before taking the snapshot or replay, so
-    /// that nothing falls between them (the transport skips ids it already sent).
-    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
-        self.sender.subscribe()
+    /// Starts a viewer: its snapshot, replay and stream are taken together, under the lock
+    /// `publish` holds, so every event is in exactly one of them (or in the snapshot's
+    /// recent list, for a viewer without `last_id`).
+    pub fn join(&self, now: DateTime<Utc>, last_id: Option<Uuid>) -> Joined {
+        let mut window = self.lock();
+        let receiver = self.sender.subscribe();
+        let replay = last_id
+            .and_then(|last_id| {
+                let at = window
+                    .recent
+                    .iter()
+                    .position(|entry| entry.event.event_id == last_id)?;
+                Some(window.recent.iter().skip(at + 1).cloned().collect())
+            })
+            .unwrap_or_default();
+        Joined {
+            snapshot: window.snapshot(now),
+            replay,
+            receiver,
+        }
     }
 
     /// The site now.
     pub fn snapshot(&self, now: DateTime<Utc>) -> LiveSnapshot {
-        let mut window = self.lock();
-        window.expire(now);
-        let mut pages: HashMap<&str, u64> = HashMap::new();
-        for seen in window.visitors.values() {
-            if let Some(path) = &seen.path {
-                *pages.entry(path.as_str()).or_default() += 1;
-            }
-        }
-        let mut active_pages: Vec<ActivePage> = pages
-            .into_iter()
-            .map(|(path, visitors)| ActivePage {
-                path: path.to_owned(),
-                visitors,
-            })
-            .collect();
-        active_pages.sort_by(|a, b| b.visitors.cmp(&a.visitors).then(a.path.cmp(&b.path)));
-        LiveSnapshot {
-            current_visitors: window.visitors.len() as u64,
-            recent_events: window
-                .recent
-                .iter()
-                .rev()
-                .take(SNAPSHOT_EVENTS)
-                .cloned()
-                .collect(),
-            active_pages,
-            window_seconds: WINDOW_SECONDS,
-            at: now,
-        }
+        self.lock().snapshot(now)
     }
 
-    /// The events after `last_id`, oldest first; `None` when the hub no longer holds it (the
-    /// viewer then starts from a snapshot).
-    pub fn replay_after(&self, last_id: Uuid) -> Option<Vec<LiveEvent>> {
-        let window = self.lock();
-        let at = window
-            .recent
-            .iter()
-            .position(|event| event.event_id == last_id)?;
-        Some(window.recent.iter().skip(at + 1).cloned().collect())
+    /// How many events this hub has published: the `seq` of the latest.
+    pub fn published(&self) -> u64 {
+        self.lock().published
     }
 
     /// Visitors not tracked because the window was full.
@@ -275,6 +214,16 @@ impl LiveHub {
     /// Viewers connected now.
     pub fn viewers(&self) -> usize {
         self.sender.receiver_count()
+    }
+
+    /// Ends every viewer's stream: the server is stopping.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Becomes `true` when the hub closes.
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
@@ -391,9 +340,19 @@ mod tests {
         for event in &events {
             hub.publish(event.clone(), at(0));
         }
-        let replayed = hub.replay_after(events[1].event_id).expect("held");
+        let mut joined = hub.join(at(0), Some(events[1].event_id));
+        let replayed: Vec<LiveEvent> = joined.replay.iter().map(|e| e.event.clone()).collect();
         assert_eq!(replayed, events[2..].to_vec());
-        assert_eq!(hub.replay_after(Uuid::now_v7()), None);
+        assert_eq!(joined.replay[0].seq, 3);
+        assert!(hub.join(at(0), Some(Uuid::now_v7())).replay.is_empty());
+        let next = view(&encoder, Uuid::now_v7(), "/next");
+        hub.publish(next.clone(), at(1));
+        let received = joined.receiver.try_recv().expect("the next event");
+        assert_eq!(received.event, next);
+        assert_eq!(
+            serde_json::from_str::<LiveMessage>(&received.message_json).expect("json"),
+            LiveMessage::NewEvent(next)
+        );
     }
 
     #[test]
