@@ -17,7 +17,9 @@
 //! - track (buffered and durable), p50/p99, p99 at half load;
 //! - the write path: a closed-loop `trackBatch` flood (50 events a call), what was accepted,
 //!   what was persisted by the end of it, and how long the rest took to drain;
-//! - peak RSS over a million events.
+//! - peak RSS over a million events;
+//! - live: `track` with 100 SSE viewers against none, and the delay to a viewer
+//!   (`SLUICE_BENCH_ONLY=live` runs only this).
 
 mod traffic;
 
@@ -803,6 +805,14 @@ async fn main() {
     );
 
     let dir = tempfile::tempdir().expect("dir");
+    if only.as_deref().is_none_or(|only| only == "live") {
+        println!("\n## live viewers (sqlite)");
+        let database = format!("sqlite://{}", dir.path().join("live.db").display());
+        live_viewers(&database, connections, seconds, realistic).await;
+        if only.is_some() {
+            return;
+        }
+    }
     let mut targets = vec![("sqlite", Target::Sqlite(dir.path().to_owned()))];
     if let Ok(admin) = std::env::var("SLUICE_TEST_POSTGRES_URL")
         && !admin.is_empty()
@@ -1064,3 +1074,144 @@ async fn main() {
         verdict(rss <= 150.0)
     );
 }
+
+/// `track` with [`LIVE_VIEWERS`] SSE viewers on `/api/live` against none (measured before and
+/// after), and how long an event takes from its `track` request being sent to a viewer
+/// reading it. Viewers read every byte; one of them also looks for the probe events, each
+/// tracked with a unique path every 20 ms.
+async fn live_viewers(
+    database_url: &str,
+    connections: usize,
+    duration: Duration,
+    traffic: Traffic,
+) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    const TOKEN: &str = "bench-admin-token-0123456789";
+    let server = start(database_url, |config| {
+        config.auth.admin_token = Some(TOKEN.to_owned());
+        config.live.live_max_viewers = LIVE_VIEWERS;
+    })
+    .await;
+    let url = format!("http://{}", server.local_addr());
+    let none_before = track_load(&url, connections, duration, &[], traffic, 40_000_000).await;
+
+    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let delays_us: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let bytes = Arc::new(AtomicU64::new(0));
+    let mut viewers = Vec::new();
+    for viewer in 0..LIVE_VIEWERS {
+        let (sent, delays_us, bytes) = (sent.clone(), delays_us.clone(), bytes.clone());
+        let live_url = format!("{url}/api/live");
+        viewers.push(load_generator().spawn(async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let request = http::Request::get(&live_url)
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let Ok(response) = client.request(request).await else {
+                return;
+            };
+            let mut body = response.into_body();
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if viewer != 0 {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(&data);
+                for probe in text.split("\"/probe/").skip(1) {
+                    let digits: String = probe.chars().take_while(char::is_ascii_digit).collect();
+                    let Ok(n) = digits.parse::<u64>() else {
+                        continue;
+                    };
+                    let started = sent.lock().ok().and_then(|mut sent| sent.remove(&n));
+                    if let (Some(started), Ok(mut delays)) = (started, delays_us.lock()) {
+                        delays.push(started.elapsed().as_micros() as u64);
+                    }
+                }
+            }
+        }));
+    }
+    while server.service().live_viewers().connected() < LIVE_VIEWERS {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let probing = Arc::new(AtomicBool::new(true));
+    let probe = load_generator().spawn({
+        let (sent, probing, url) = (sent.clone(), probing.clone(), url.clone());
+        async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let mut n = 0u64;
+            while probing.load(Ordering::Relaxed) {
+                n += 1;
+                let body = rpc_json(
+                    "eventIngestion.track",
+                    json!({"eventType": "page_viewed", "sessionId": uuid::Uuid::now_v7(),
+                           "props": {"path": format!("/probe/{n}")}}),
+                );
+                if let Ok(mut sent) = sent.lock() {
+                    sent.insert(n, Instant::now());
+                }
+                let request = http::Request::post(&url)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body.to_string())))
+                    .expect("request");
+                if let Ok(response) = client.request(request).await {
+                    let _ = response.into_body().collect().await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let with_viewers = track_load(&url, connections, duration, &[], traffic, 50_000_000).await;
+    probing.store(false, Ordering::Relaxed);
+    let _ = probe.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dropped = server
+        .service()
+        .live_viewers()
+        .counters()
+        .dropped
+        .load(Ordering::Relaxed);
+    for viewer in &viewers {
+        viewer.abort();
+    }
+    let none_after = track_load(&url, connections, duration, &[], traffic, 60_000_000).await;
+    drain(&server).await;
+    server.stop().await;
+
+    let mut delays = delays_us.lock().map(|d| d.clone()).unwrap_or_default();
+    delays.sort_unstable();
+    let at = |p: f64| {
+        delays
+            .get(((delays.len() as f64 * p) as usize).min(delays.len().saturating_sub(1)))
+            .map_or(f64::NAN, |us| *us as f64 / 1000.0)
+    };
+    let none = (none_before.rate() + none_after.rate()) / 2.0;
+    println!(
+        "track with no live viewer: {:.0} req/s before, {:.0} req/s after; with {LIVE_VIEWERS} SSE viewers: {:.0} req/s, {}; viewers read {:.1} MB, {dropped} dropped",
+        none_before.rate(),
+        none_after.rate(),
+        with_viewers.rate(),
+        with_viewers.latencies(),
+        bytes.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    println!(
+        "send → delivery to a viewer ({} probes): p50 {:.2} ms, p99 {:.2} ms",
+        delays.len(),
+        at(0.5),
+        at(0.99)
+    );
+    let r = with_viewers.rate() / none;
+    println!(
+        "  track with {LIVE_VIEWERS} viewers / with none = {r:.2} (target >= 0.90: {})",
+        verdict(r >= 0.9)
+    );
+}
+
+/// Live viewers in the live benchmark.
+const LIVE_VIEWERS: usize = 100;

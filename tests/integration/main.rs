@@ -12,6 +12,7 @@ mod exactly_once;
 mod flushing;
 mod jsonrpc_protocol;
 mod live;
+mod live_page;
 mod reliability;
 mod security;
 mod sessions;
