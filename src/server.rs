@@ -18,7 +18,7 @@ use crate::api::EventIngestion;
 use crate::api::rate_limit::RateLimits;
 use crate::config::{Config, ConfigError};
 use crate::identity::Authenticator;
-use crate::pipeline::clock::SystemClock;
+use crate::pipeline::clock::{Clock, SystemClock};
 use crate::pipeline::flusher::FlushReport;
 use crate::pipeline::{FlusherHandle, Pipeline};
 use crate::storage::{self, EventStore, StorageError};
@@ -53,6 +53,16 @@ pub struct RunningServer {
 impl RunningServer {
     /// Connects to the database, applies migrations, starts the flusher and serves `listener`.
     pub async fn start(config: &Config, listener: TcpListener) -> Result<Self, StartError> {
+        Self::start_with_clock(config, listener, Arc::new(SystemClock)).await
+    }
+
+    /// [`start`](Self::start) with the pipeline's clock given: tests pin "now" with a
+    /// [`ManualClock`](crate::pipeline::clock::ManualClock).
+    pub async fn start_with_clock(
+        config: &Config,
+        listener: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         let database_url = config.database.url();
         let store = storage::connect(&database_url, &config.database.pool()).await?;
@@ -65,7 +75,7 @@ impl RunningServer {
         );
         let mut settings = config.pipeline.settings()?;
         settings.live_visitor_key = live_visitor_key(config);
-        let (pipeline, flusher) = Pipeline::start(settings, store.clone(), Arc::new(SystemClock));
+        let (pipeline, flusher) = Pipeline::start(settings, store.clone(), clock);
         pipeline.refresh_consents().await?;
         let consent_refresher = tokio::spawn(refresh_consents(pipeline.clone()));
         let service = Arc::new(EventIngestion::new(

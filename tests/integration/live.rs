@@ -26,6 +26,7 @@ backend_tests!(
     a_viewer_that_stops_reading_is_dropped_while_ingestion_goes_on,
     the_json_rpc_subscription_streams_the_same_items,
     the_live_page_is_served,
+    visitors_leave_after_five_minutes_by_the_servers_clock,
 );
 
 const SOON: Duration = Duration::from_secs(5);
@@ -355,6 +356,35 @@ async fn the_json_rpc_subscription_streams_the_same_items(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn visitors_leave_after_five_minutes_by_the_servers_clock(backend: Backend) {
+    let clock = std::sync::Arc::new(sluice::pipeline::clock::ManualClock::default());
+    let server = TestServer::start_with_clock(backend, clock.clone()).await;
+    server.track(view(Uuid::now_v7(), "/early")).await;
+    clock.advance(chrono::Duration::seconds(200));
+    server.track(view(Uuid::now_v7(), "/later")).await;
+    let mut stream = open_live(&server).await;
+    assert_eq!(connected(&mut stream).await["currentVisitors"], 2);
+    drop(stream);
+    clock.advance(chrono::Duration::seconds(101));
+    let mut stream = open_live(&server).await;
+    let snapshot = connected(&mut stream).await;
+    assert_eq!(snapshot["currentVisitors"], 1, "{snapshot}");
+    assert_eq!(
+        snapshot["activePages"],
+        json!([{"path": "/later", "visitors": 1}])
+    );
+    drop(stream);
+    clock.advance(chrono::Duration::seconds(200));
+    let mut stream = open_live(&server).await;
+    let snapshot = connected(&mut stream).await;
+    assert_eq!(snapshot["currentVisitors"], 0, "{snapshot}");
+    assert_eq!(
+        snapshot["recentEvents"].as_array().map(Vec::len),
+        Some(2),
+        "the feed still lists the events; only the visitor window expires"
+    );
 }
 
 async fn the_live_page_is_served(backend: Backend) {

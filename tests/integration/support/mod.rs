@@ -118,6 +118,24 @@ impl TestServer {
         }
     }
 
+    /// Starts with the pipeline's clock given (a `ManualClock` the test moves).
+    pub async fn start_with_clock(
+        backend: Backend,
+        clock: Arc<dyn sluice::pipeline::clock::Clock>,
+    ) -> Self {
+        let database = TestDatabase::create(&backend).await;
+        let config = test_config(&database);
+        let listener = TcpListener::bind(config.http.bind).await.expect("bind");
+        let server = RunningServer::start_with_clock(&config, listener, clock)
+            .await
+            .expect("server starts");
+        Self {
+            server: Some(server),
+            _database: Some(database),
+            config,
+        }
+    }
+
     /// Starts with `config` on a database that someone else keeps (a second node's own
     /// configuration, say).
     pub async fn start_on(config: Config) -> Self {
