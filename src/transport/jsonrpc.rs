@@ -103,8 +103,8 @@ async fn subscribe_live(
             // WebSocket has its own pings.
             Some(LiveItem::Heartbeat) => continue,
             Some(LiveItem::Event(entry)) => entry.message_json.clone(),
-            Some(LiveItem::Connected(snapshot)) => message_json(LiveMessage::Connected(snapshot)),
-            Some(LiveItem::Stats(snapshot)) => message_json(LiveMessage::Stats(snapshot)),
+            Some(LiveItem::Connected(snapshot)) => LiveMessage::Connected(snapshot).to_json(),
+            Some(LiveItem::Stats(snapshot)) => LiveMessage::Stats(snapshot).to_json(),
         };
         let Ok(raw) = RawValue::from_string(message) else {
             continue;
@@ -123,10 +123,6 @@ async fn subscribe_live(
             }
         }
     }
-}
-
-fn message_json(message: LiveMessage) -> String {
-    serde_json::to_string(&message).unwrap_or_else(|_| "null".to_owned())
 }
 
 async fn call(

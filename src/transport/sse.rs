@@ -22,10 +22,9 @@ use serde_json::Value;
 
 use super::responses::error_response;
 use super::routes::AppState;
-use crate::api::error::ApiError;
 use crate::api::live::{HEARTBEAT_INTERVAL, LiveFeed, LiveInput, LiveItem};
 use crate::domain::RequestContext;
-use crate::pipeline::live::{LiveMessage, LiveSnapshot};
+use crate::pipeline::live::LiveMessage;
 use crate::url_parts::query_param;
 
 /// The path of the SSE endpoint.
@@ -148,10 +147,10 @@ impl Dialect {
     fn frame(&mut self, item: LiveItem) -> String {
         match (self, item) {
             (Self::Live, LiveItem::Connected(snapshot)) => {
-                data_frame(None, &snapshot_json(LiveMessage::Connected(snapshot)))
+                data_frame(None, &LiveMessage::Connected(snapshot).to_json())
             }
             (Self::Live, LiveItem::Stats(snapshot)) => {
-                data_frame(None, &snapshot_json(LiveMessage::Stats(snapshot)))
+                data_frame(None, &LiveMessage::Stats(snapshot).to_json())
             }
             (Self::Live, LiveItem::Event(entry)) => {
                 data_frame(Some(&entry.event.event_id.to_string()), &entry.message_json)
@@ -168,7 +167,7 @@ impl Dialect {
                 Self::Trpc { superjson, last_id },
                 LiveItem::Connected(snapshot) | LiveItem::Stats(snapshot),
             ) => {
-                let data = wrap(*superjson, &stats_json(snapshot));
+                let data = wrap(*superjson, &LiveMessage::Stats(snapshot).to_json());
                 match last_id {
                     None => data_frame(None, &data),
                     // An item without an id would be read as a repeat of the last tracked
@@ -182,21 +181,6 @@ impl Dialect {
             }
         }
     }
-}
-
-fn stats_json(snapshot: LiveSnapshot) -> String {
-    snapshot_json(LiveMessage::Stats(snapshot))
-}
-
-fn snapshot_json(message: LiveMessage) -> String {
-    serde_json::to_string(&message).unwrap_or_else(|error| {
-        let error = ApiError::new(
-            crate::api::error::ErrorCode::InternalServerError,
-            error.to_string(),
-        );
-        error.log(LIVE_SSE_PATH);
-        "null".to_owned()
-    })
 }
 
 fn wrap(superjson: bool, json: &str) -> String {

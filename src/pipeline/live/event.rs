@@ -130,3 +130,11 @@ pub enum LiveMessage {
     /// The site now, every five seconds.
     Stats(LiveSnapshot),
 }
+
+impl LiveMessage {
+    /// The message as one line of JSON, as every transport sends it.
+    pub fn to_json(&self) -> String {
+        // Strings, numbers, a uuid and times: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| "null".to_owned())
+    }
+}

@@ -135,8 +135,7 @@ impl LiveHub {
     /// Records `event` (seen at `now`) and sends it to every viewer; never waits.
     pub fn publish(&self, event: LiveEvent, now: DateTime<Utc>) {
         let message = LiveMessage::NewEvent(event);
-        // A LiveEvent is strings, a uuid and a time: it always serializes.
-        let message_json = serde_json::to_string(&message).unwrap_or_default();
+        let message_json = message.to_json();
         let LiveMessage::NewEvent(event) = message else {
             return;
         };
