@@ -15,6 +15,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -43,6 +44,12 @@ pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 /// How often the watchdog looks at its viewer.
 const WATCHDOG_TICK: Duration = Duration::from_millis(500);
+/// Least time between two batches to one viewer while events keep coming: under load a
+/// viewer gets one write per pause with every event that arrived meanwhile, instead of one
+/// write (and one wake-up) per event per viewer. After a quiet spell an event goes at once.
+pub const BATCH_PAUSE: Duration = Duration::from_millis(10);
+/// Most items in one batch.
+const MAX_BATCH_ITEMS: usize = 512;
 
 /// Limits on live viewers.
 #[derive(Debug, Clone)]
@@ -147,6 +154,8 @@ pub struct LiveFeed {
     counters: Arc<ViewerCounters>,
     watchdog: JoinHandle<()>,
     ended: bool,
+    /// When the last batch went out.
+    last_batch: Option<Instant>,
 }
 
 impl Drop for LiveFeed {
@@ -165,34 +174,93 @@ impl LiveFeed {
         if self.ended {
             return None;
         }
-        let item = tokio::select! {
+        enum Woken {
+            Received(Result<Arc<LiveEntry>, RecvError>),
+            Stats,
+            Heartbeat,
+        }
+        let woken = tokio::select! {
             biased;
-            _ = self.closed.wait_for(|closed| *closed) => None,
-            received = self.receiver.recv() => match received {
-                Ok(entry) => {
-                    self.taken.store(entry.seq, Ordering::Relaxed);
-                    Some(LiveItem::Event(entry))
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(missed, "live viewer dropped: it fell too far behind");
-                    None
-                }
-                Err(broadcast::error::RecvError::Closed) => None,
-            },
-            _ = self.stats.tick() => {
-                Some(LiveItem::Stats(self.pipeline.live_hub().snapshot(self.pipeline.now())))
-            }
-            _ = self.heartbeat.tick() => Some(LiveItem::Heartbeat),
+            _ = self.closed.wait_for(|closed| *closed) => Woken::Received(Err(RecvError::Closed)),
+            received = self.receiver.recv() => Woken::Received(received),
+            _ = self.stats.tick() => Woken::Stats,
+            _ = self.heartbeat.tick() => Woken::Heartbeat,
+        };
+        let item = match woken {
+            Woken::Received(Ok(entry)) => Some(self.took(entry)),
+            Woken::Received(Err(RecvError::Lagged(missed))) => self.lagged(missed),
+            Woken::Received(Err(RecvError::Closed)) => None,
+            Woken::Stats => Some(LiveItem::Stats(
+                self.pipeline.live_hub().snapshot(self.pipeline.now()),
+            )),
+            Woken::Heartbeat => Some(LiveItem::Heartbeat),
         };
         self.ended = item.is_none();
         item
     }
 
-    /// The feed as a stream of items.
-    pub fn into_stream(self) -> impl futures_util::Stream<Item = LiveItem> + Send + 'static {
+    /// The next items, to go out in one write: the next item and, when it is an event,
+    /// every event that arrived by the end of the [`BATCH_PAUSE`] since the last batch.
+    /// `None` once the feed has ended.
+    pub async fn next_batch(&mut self) -> Option<Vec<LiveItem>> {
+        let first = self.next().await?;
+        let is_event = matches!(first, LiveItem::Event(_));
+        let mut batch = vec![first];
+        if is_event {
+            if let Some(due) = self.last_batch.map(|last| last + BATCH_PAUSE) {
+                tokio::select! {
+                    biased;
+                    _ = self.closed.wait_for(|closed| *closed) => {}
+                    _ = tokio::time::sleep_until(due) => {}
+                }
+            }
+            while batch.len() < MAX_BATCH_ITEMS {
+                let Some(item) = self.try_next() else { break };
+                batch.push(item);
+            }
+        }
+        self.last_batch = Some(Instant::now());
+        Some(batch)
+    }
+
+    /// An item that is ready now, without waiting.
+    fn try_next(&mut self) -> Option<LiveItem> {
+        if let Some(item) = self.pending.pop_front() {
+            return Some(item);
+        }
+        if self.ended {
+            return None;
+        }
+        match self.receiver.try_recv() {
+            Ok(entry) => Some(self.took(entry)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Lagged(missed)) => {
+                self.ended = true;
+                self.lagged(missed)
+            }
+            Err(TryRecvError::Closed) => {
+                self.ended = true;
+                None
+            }
+        }
+    }
+
+    fn took(&self, entry: Arc<LiveEntry>) -> LiveItem {
+        self.taken.store(entry.seq, Ordering::Relaxed);
+        LiveItem::Event(entry)
+    }
+
+    /// Ends a viewer that fell too far behind.
+    fn lagged(&self, missed: u64) -> Option<LiveItem> {
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(missed, "live viewer dropped: it fell too far behind");
+        None
+    }
+
+    /// The feed as a stream of batches (see [`next_batch`](Self::next_batch)).
+    pub fn into_batches(self) -> impl futures_util::Stream<Item = Vec<LiveItem>> + Send + 'static {
         futures_util::stream::unfold(self, |mut feed| async move {
-            feed.next().await.map(|item| (item, feed))
+            feed.next_batch().await.map(|batch| (batch, feed))
         })
     }
 }
@@ -271,6 +339,7 @@ impl EventIngestion {
             counters: viewers.counters.clone(),
             watchdog,
             ended: false,
+            last_batch: None,
         })
     }
 

@@ -127,9 +127,14 @@ fn stream_response(feed: LiveFeed, mut dialect: Dialect) -> Response {
             )
         }
     };
-    let frames = feed
-        .into_stream()
-        .map(move |item| Ok::<_, Infallible>(Bytes::from(dialect.frame(item))));
+    // One chunk, so one write, per batch.
+    let frames = feed.into_batches().map(move |batch| {
+        let mut chunk = String::new();
+        for item in batch {
+            dialect.write_frame(item, &mut chunk);
+        }
+        Ok::<_, Infallible>(Bytes::from(chunk))
+    });
     let body = futures_util::stream::once(async move { Ok(Bytes::from(opening)) }).chain(frames);
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
@@ -144,38 +149,38 @@ fn stream_response(feed: LiveFeed, mut dialect: Dialect) -> Response {
 }
 
 impl Dialect {
-    fn frame(&mut self, item: LiveItem) -> String {
+    fn write_frame(&mut self, item: LiveItem, out: &mut String) {
         match (self, item) {
             (Self::Live, LiveItem::Connected(snapshot)) => {
-                data_frame(None, &LiveMessage::Connected(snapshot).to_json())
+                data_frame(out, None, &LiveMessage::Connected(snapshot).to_json());
             }
             (Self::Live, LiveItem::Stats(snapshot)) => {
-                data_frame(None, &LiveMessage::Stats(snapshot).to_json())
+                data_frame(out, None, &LiveMessage::Stats(snapshot).to_json());
             }
             (Self::Live, LiveItem::Event(entry)) => {
-                data_frame(Some(&entry.event.event_id.to_string()), &entry.message_json)
+                let id = entry.event.event_id.to_string();
+                data_frame(out, Some(&id), &entry.message_json);
             }
-            (Self::Live, LiveItem::Heartbeat) => ": heartbeat\n\n".to_owned(),
-            (Self::Trpc { .. }, LiveItem::Heartbeat) => "event: ping\ndata: \n\n".to_owned(),
+            (Self::Live, LiveItem::Heartbeat) => out.push_str(": heartbeat\n\n"),
+            (Self::Trpc { .. }, LiveItem::Heartbeat) => out.push_str("event: ping\ndata: \n\n"),
             (Self::Trpc { superjson, last_id }, LiveItem::Event(entry)) => {
                 let id = entry.event.event_id.to_string();
-                let frame = data_frame(Some(&id), &wrap(*superjson, &entry.message_json));
+                data_frame(out, Some(&id), &wrap(*superjson, &entry.message_json));
                 *last_id = Some(id);
-                frame
             }
             (
                 Self::Trpc { superjson, last_id },
                 LiveItem::Connected(snapshot) | LiveItem::Stats(snapshot),
             ) => {
-                let data = wrap(*superjson, &LiveMessage::Stats(snapshot).to_json());
+                let json = LiveMessage::Stats(snapshot).to_json();
+                let data = wrap(*superjson, &json);
                 match last_id {
-                    None => data_frame(None, &data),
+                    None => data_frame(out, None, &data),
                     // An item without an id would be read as a repeat of the last tracked
                     // one: clear the id for it, then put the last one back (as tRPC does).
                     Some(last) => {
-                        let mut frame = data_frame(Some(""), &data);
-                        let _ = write!(frame, "event: restore-id\nid: {last}\ndata: \n\n");
-                        frame
+                        data_frame(out, Some(""), &data);
+                        let _ = write!(out, "event: restore-id\nid: {last}\ndata: \n\n");
                     }
                 }
             }
@@ -183,20 +188,19 @@ impl Dialect {
     }
 }
 
-fn wrap(superjson: bool, json: &str) -> String {
+fn wrap(superjson: bool, json: &str) -> std::borrow::Cow<'_, str> {
     if superjson {
-        format!("{{\"json\":{json}}}")
+        format!("{{\"json\":{json}}}").into()
     } else {
-        json.to_owned()
+        json.into()
     }
 }
 
-/// One SSE message; `data` is one line of JSON.
-fn data_frame(id: Option<&str>, data: &str) -> String {
-    let mut frame = String::with_capacity(data.len() + 64);
+/// Appends one SSE message; `data` is one line of JSON.
+fn data_frame(out: &mut String, id: Option<&str>, data: &str) {
+    out.reserve(data.len() + 64);
     if let Some(id) = id {
-        let _ = writeln!(frame, "id: {id}");
+        let _ = writeln!(out, "id: {id}");
     }
-    let _ = write!(frame, "data: {data}\n\n");
-    frame
+    let _ = write!(out, "data: {data}\n\n");
 }
