@@ -2,8 +2,8 @@
 //! implementation for every way in: SSE `/api/live`, the tRPC subscription and the JSON-RPC
 //! subscription only frame what a [`LiveFeed`] yields.
 //!
-//! A feed never makes ingestion wait. It reads the hub's broadcast; a viewer that falls
-//! [`VIEWER_QUEUE`](crate::pipeline::live::VIEWER_QUEUE) events behind is dropped when it
+//! A feed never makes ingestion wait. It reads the hub's broadcast of batches; a viewer that
+//! falls [`BATCH_QUEUE`](crate::pipeline::live::BATCH_QUEUE) batches behind is dropped when it
 //! next reads, and one that stops reading altogether (its socket full) is dropped by a
 //! watchdog after the stall timeout, giving its place back. Both are logged and counted.
 
@@ -15,7 +15,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -25,7 +25,7 @@ use super::EventIngestion;
 use super::error::{ApiError, ErrorCode, ZodError};
 use crate::domain::RequestContext;
 use crate::pipeline::Pipeline;
-use crate::pipeline::live::{LiveEntry, LiveSnapshot};
+use crate::pipeline::live::{LiveBatch, LiveEntry, LiveSnapshot};
 
 /// The procedure path of the subscription (tRPC) and the notification method (JSON-RPC).
 pub const LIVE_PATH: &str = "eventIngestion.live";
@@ -44,12 +44,6 @@ pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 /// How often the watchdog looks at its viewer.
 const WATCHDOG_TICK: Duration = Duration::from_millis(500);
-/// Least time between two batches to one viewer while events keep coming: under load a
-/// viewer gets one write per pause with every event that arrived meanwhile, instead of one
-/// write (and one wake-up) per event per viewer. After a quiet spell an event goes at once.
-pub const BATCH_PAUSE: Duration = Duration::from_millis(10);
-/// Most items in one batch.
-const MAX_BATCH_ITEMS: usize = 512;
 
 /// Limits on live viewers.
 #[derive(Debug, Clone)]
@@ -132,8 +126,10 @@ impl LiveInput {
 pub enum LiveItem {
     /// The site when the viewer joined.
     Connected(LiveSnapshot),
-    /// A new (or replayed) event.
+    /// A replayed event (or one of a batch that began before the viewer joined).
     Event(Arc<LiveEntry>),
+    /// New events, the same batch for every viewer.
+    Events(Arc<LiveBatch>),
     /// The site now.
     Stats(LiveSnapshot),
     /// Nothing new; the stream is alive.
@@ -145,7 +141,9 @@ pub enum LiveItem {
 pub struct LiveFeed {
     pipeline: Arc<Pipeline>,
     pending: VecDeque<LiveItem>,
-    receiver: broadcast::Receiver<Arc<LiveEntry>>,
+    receiver: broadcast::Receiver<Arc<LiveBatch>>,
+    /// Events up to this `seq` came in the snapshot or the replay.
+    joined_at: u64,
     stats: Interval,
     heartbeat: Interval,
     closed: watch::Receiver<bool>,
@@ -154,8 +152,6 @@ pub struct LiveFeed {
     counters: Arc<ViewerCounters>,
     watchdog: JoinHandle<()>,
     ended: bool,
-    /// When the last batch went out.
-    last_batch: Option<Instant>,
 }
 
 impl Drop for LiveFeed {
@@ -168,99 +164,70 @@ impl Drop for LiveFeed {
 impl LiveFeed {
     /// The next item; `None` once the feed has ended.
     pub async fn next(&mut self) -> Option<LiveItem> {
-        if let Some(item) = self.pending.pop_front() {
-            return Some(item);
-        }
-        if self.ended {
-            return None;
-        }
-        enum Woken {
-            Received(Result<Arc<LiveEntry>, RecvError>),
-            Stats,
-            Heartbeat,
-        }
-        let woken = tokio::select! {
-            biased;
-            _ = self.closed.wait_for(|closed| *closed) => Woken::Received(Err(RecvError::Closed)),
-            received = self.receiver.recv() => Woken::Received(received),
-            _ = self.stats.tick() => Woken::Stats,
-            _ = self.heartbeat.tick() => Woken::Heartbeat,
-        };
-        let item = match woken {
-            Woken::Received(Ok(entry)) => Some(self.took(entry)),
-            Woken::Received(Err(RecvError::Lagged(missed))) => self.lagged(missed),
-            Woken::Received(Err(RecvError::Closed)) => None,
-            Woken::Stats => Some(LiveItem::Stats(
-                self.pipeline.live_hub().snapshot(self.pipeline.now()),
-            )),
-            Woken::Heartbeat => Some(LiveItem::Heartbeat),
-        };
-        self.ended = item.is_none();
-        item
-    }
-
-    /// The next items, to go out in one write: the next item and, when it is an event,
-    /// every event that arrived by the end of the [`BATCH_PAUSE`] since the last batch.
-    /// `None` once the feed has ended.
-    pub async fn next_batch(&mut self) -> Option<Vec<LiveItem>> {
-        let first = self.next().await?;
-        let is_event = matches!(first, LiveItem::Event(_));
-        let mut batch = vec![first];
-        if is_event {
-            if let Some(due) = self.last_batch.map(|last| last + BATCH_PAUSE) {
-                tokio::select! {
-                    biased;
-                    _ = self.closed.wait_for(|closed| *closed) => {}
-                    _ = tokio::time::sleep_until(due) => {}
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.ended {
+                return None;
+            }
+            enum Woken {
+                Received(Result<Arc<LiveBatch>, RecvError>),
+                Stats,
+                Heartbeat,
+            }
+            let woken = tokio::select! {
+                biased;
+                _ = self.closed.wait_for(|closed| *closed) => {
+                    Woken::Received(Err(RecvError::Closed))
                 }
-            }
-            while batch.len() < MAX_BATCH_ITEMS {
-                let Some(item) = self.try_next() else { break };
-                batch.push(item);
-            }
-        }
-        self.last_batch = Some(Instant::now());
-        Some(batch)
-    }
-
-    /// An item that is ready now, without waiting.
-    fn try_next(&mut self) -> Option<LiveItem> {
-        if let Some(item) = self.pending.pop_front() {
-            return Some(item);
-        }
-        if self.ended {
-            return None;
-        }
-        match self.receiver.try_recv() {
-            Ok(entry) => Some(self.took(entry)),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Lagged(missed)) => {
-                self.ended = true;
-                self.lagged(missed)
-            }
-            Err(TryRecvError::Closed) => {
-                self.ended = true;
-                None
-            }
+                received = self.receiver.recv() => Woken::Received(received),
+                _ = self.stats.tick() => Woken::Stats,
+                _ = self.heartbeat.tick() => Woken::Heartbeat,
+            };
+            let item = match woken {
+                Woken::Received(Ok(batch)) => match self.took(batch) {
+                    Some(item) => Some(item),
+                    None => continue,
+                },
+                Woken::Received(Err(RecvError::Lagged(missed))) => {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(missed, "live viewer dropped: it fell too far behind");
+                    None
+                }
+                Woken::Received(Err(RecvError::Closed)) => None,
+                Woken::Stats => Some(LiveItem::Stats(
+                    self.pipeline.live_hub().snapshot(self.pipeline.now()),
+                )),
+                Woken::Heartbeat => Some(LiveItem::Heartbeat),
+            };
+            self.ended = item.is_none();
+            return item;
         }
     }
 
-    fn took(&self, entry: Arc<LiveEntry>) -> LiveItem {
-        self.taken.store(entry.seq, Ordering::Relaxed);
-        LiveItem::Event(entry)
+    /// The part of `batch` this viewer has not had: all of it (the shared batch), some of
+    /// it (as single events), or none.
+    fn took(&mut self, batch: Arc<LiveBatch>) -> Option<LiveItem> {
+        let (first, last) = batch.seqs();
+        self.taken.store(last, Ordering::Relaxed);
+        if first > self.joined_at {
+            return Some(LiveItem::Events(batch));
+        }
+        let unseen = batch
+            .entries
+            .iter()
+            .filter(|entry| entry.seq > self.joined_at)
+            .cloned()
+            .map(LiveItem::Event);
+        self.pending.extend(unseen);
+        self.pending.pop_front()
     }
 
-    /// Ends a viewer that fell too far behind.
-    fn lagged(&self, missed: u64) -> Option<LiveItem> {
-        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(missed, "live viewer dropped: it fell too far behind");
-        None
-    }
-
-    /// The feed as a stream of batches (see [`next_batch`](Self::next_batch)).
-    pub fn into_batches(self) -> impl futures_util::Stream<Item = Vec<LiveItem>> + Send + 'static {
+    /// The feed as a stream of items.
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = LiveItem> + Send + 'static {
         futures_util::stream::unfold(self, |mut feed| async move {
-            feed.next_batch().await.map(|batch| (batch, feed))
+            feed.next().await.map(|item| (item, feed))
         })
     }
 }
@@ -315,7 +282,7 @@ impl EventIngestion {
             .and_then(|id| Uuid::try_parse(id.trim()).ok());
         let hub = self.pipeline.live_hub();
         let joined = hub.join(self.pipeline.now(), last_id);
-        let taken = Arc::new(AtomicU64::new(hub.published()));
+        let taken = Arc::new(AtomicU64::new(joined.joined_at));
         let mut pending = VecDeque::with_capacity(joined.replay.len() + 1);
         if last_id.is_none() || joined.replay.is_empty() {
             pending.push_back(LiveItem::Connected(joined.snapshot));
@@ -332,6 +299,7 @@ impl EventIngestion {
             pipeline: self.pipeline.clone(),
             pending,
             receiver: joined.receiver,
+            joined_at: joined.joined_at,
             stats: every(STATS_INTERVAL),
             heartbeat: every(HEARTBEAT_INTERVAL),
             closed: hub.closed(),
@@ -339,7 +307,6 @@ impl EventIngestion {
             counters: viewers.counters.clone(),
             watchdog,
             ended: false,
-            last_batch: None,
         })
     }
 

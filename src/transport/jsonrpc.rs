@@ -98,28 +98,37 @@ async fn subscribe_live(
             item = feed.next() => item,
             () = sink.closed() => return,
         };
-        let message = match item {
+        let messages = match item {
             None => return,
             // WebSocket has its own pings.
             Some(LiveItem::Heartbeat) => continue,
-            Some(LiveItem::Event(entry)) => entry.message_json.clone(),
-            Some(LiveItem::Connected(snapshot)) => LiveMessage::Connected(snapshot).to_json(),
-            Some(LiveItem::Stats(snapshot)) => LiveMessage::Stats(snapshot).to_json(),
+            Some(LiveItem::Event(entry)) => vec![entry.message_json.clone()],
+            Some(LiveItem::Events(batch)) => batch
+                .entries
+                .iter()
+                .map(|entry| entry.message_json.clone())
+                .collect(),
+            Some(LiveItem::Connected(snapshot)) => {
+                vec![LiveMessage::Connected(snapshot).to_json()]
+            }
+            Some(LiveItem::Stats(snapshot)) => vec![LiveMessage::Stats(snapshot).to_json()],
         };
-        let Ok(raw) = RawValue::from_string(message) else {
-            continue;
-        };
-        match sink.try_send(raw) {
-            Ok(()) => {}
-            Err(TrySendError::Closed(_)) => return,
-            Err(TrySendError::Full(_)) => {
-                service
-                    .live_viewers()
-                    .counters()
-                    .dropped
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("live viewer dropped: its WebSocket is not reading");
-                return;
+        for message in messages {
+            let Ok(raw) = RawValue::from_string(message) else {
+                continue;
+            };
+            match sink.try_send(raw) {
+                Ok(()) => {}
+                Err(TrySendError::Closed(_)) => return,
+                Err(TrySendError::Full(_)) => {
+                    service
+                        .live_viewers()
+                        .counters()
+                        .dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("live viewer dropped: its WebSocket is not reading");
+                    return;
+                }
             }
         }
     }

@@ -12,6 +12,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -24,7 +25,7 @@ use super::responses::error_response;
 use super::routes::AppState;
 use crate::api::live::{HEARTBEAT_INTERVAL, LiveFeed, LiveInput, LiveItem};
 use crate::domain::RequestContext;
-use crate::pipeline::live::LiveMessage;
+use crate::pipeline::live::{LiveBatch, LiveMessage};
 use crate::url_parts::query_param;
 
 /// The path of the SSE endpoint.
@@ -47,7 +48,7 @@ pub async fn live(State(state): State<AppState>, request: Request) -> Response {
         .or_else(|| query_param(query, "lastEventId"));
     let input = LiveInput { last_event_id };
     match state.service.open_live(&context, input) {
-        Ok(feed) => stream_response(feed, Dialect::Live),
+        Ok(feed) => stream_response(feed, Dialect::Live, accepts_gzip(&request)),
         Err(error) => error_response(&error, LIVE_SSE_PATH),
     }
 }
@@ -87,6 +88,7 @@ pub fn trpc_subscription(
                 superjson,
                 last_id: resumed,
             },
+            accepts_gzip(request),
         ),
         Err(error) => error_response(&error, path),
     }
@@ -116,7 +118,13 @@ enum Dialect {
     },
 }
 
-fn stream_response(feed: LiveFeed, mut dialect: Dialect) -> Response {
+/// What one item becomes on the wire: a batch's shared frames, or this viewer's own text.
+enum Chunk {
+    Shared(Arc<LiveBatch>),
+    Own(String),
+}
+
+fn stream_response(feed: LiveFeed, mut dialect: Dialect, gzip: bool) -> Response {
     let opening = match &dialect {
         Dialect::Live => format!("retry: {RECONNECT_MS}\n\n"),
         Dialect::Trpc { .. } => {
@@ -127,15 +135,27 @@ fn stream_response(feed: LiveFeed, mut dialect: Dialect) -> Response {
             )
         }
     };
-    // One chunk, so one write, per batch.
-    let frames = feed.into_batches().map(move |batch| {
-        let mut chunk = String::new();
-        for item in batch {
-            dialect.write_frame(item, &mut chunk);
-        }
-        Ok::<_, Infallible>(Bytes::from(chunk))
+    let opening = if gzip {
+        let mut first = GZIP_HEADER.to_vec();
+        first.extend_from_slice(&deflate_segment(opening.as_bytes()));
+        Bytes::from(first)
+    } else {
+        Bytes::from(opening)
+    };
+    // One chunk, so one write, per item.
+    let frames = feed.into_stream().map(move |item| {
+        let bytes = match (dialect.frame(item), gzip) {
+            (Chunk::Shared(batch), false) => batch.framed.get_or_init(|| framed(&batch)).clone(),
+            (Chunk::Shared(batch), true) => batch
+                .compressed
+                .get_or_init(|| deflate_segment(batch.framed.get_or_init(|| framed(&batch))))
+                .clone(),
+            (Chunk::Own(text), false) => Bytes::from(text),
+            (Chunk::Own(text), true) => deflate_segment(text.as_bytes()),
+        };
+        Ok::<_, Infallible>(bytes)
     });
-    let body = futures_util::stream::once(async move { Ok(Bytes::from(opening)) }).chain(frames);
+    let body = futures_util::stream::once(async move { Ok(opening) }).chain(frames);
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
     headers.insert(
@@ -143,29 +163,102 @@ fn stream_response(feed: LiveFeed, mut dialect: Dialect) -> Response {
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     // Proxies such as nginx would otherwise hold events back to fill a buffer.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
 
+/// Whether the client takes a gzip body (browsers' `EventSource` and Node's fetch do).
+fn accepts_gzip(request: &Request) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or_default().trim();
+            let refused = parts.any(|param| param.replace(' ', "") == "q=0");
+            name.eq_ignore_ascii_case("gzip") && !refused
+        })
+}
+
+/// A gzip member's header: deflate, no name, no time, unknown OS. The trailer never comes:
+/// the stream ends only when the connection does.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// `data` deflated on its own and ended with a sync flush: the segment ends on a byte
+/// boundary, is not final and refers to nothing before it, so segments compressed apart —
+/// a batch once for every viewer, a viewer's own items — join into one valid stream.
+fn deflate_segment(data: &[u8]) -> Bytes {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(data);
+    let _ = encoder.flush();
+    Bytes::from(std::mem::take(encoder.get_mut()))
+}
+
+/// Every event of `batch` as `id: <eventId>` and `data: <new_event message>`.
+fn framed(batch: &LiveBatch) -> Bytes {
+    let size: usize = batch
+        .entries
+        .iter()
+        .map(|entry| entry.message_json.len() + 56)
+        .sum();
+    let mut text = String::with_capacity(size);
+    for entry in &batch.entries {
+        data_frame(
+            &mut text,
+            Some(&entry.event.event_id.to_string()),
+            &entry.message_json,
+        );
+    }
+    Bytes::from(text)
+}
+
 impl Dialect {
-    fn write_frame(&mut self, item: LiveItem, out: &mut String) {
+    fn frame(&mut self, item: LiveItem) -> Chunk {
+        let mut out = String::new();
         match (self, item) {
+            (Self::Live, LiveItem::Events(batch)) => return Chunk::Shared(batch),
             (Self::Live, LiveItem::Connected(snapshot)) => {
-                data_frame(out, None, &LiveMessage::Connected(snapshot).to_json());
+                data_frame(&mut out, None, &LiveMessage::Connected(snapshot).to_json());
             }
             (Self::Live, LiveItem::Stats(snapshot)) => {
-                data_frame(out, None, &LiveMessage::Stats(snapshot).to_json());
+                data_frame(&mut out, None, &LiveMessage::Stats(snapshot).to_json());
             }
             (Self::Live, LiveItem::Event(entry)) => {
                 let id = entry.event.event_id.to_string();
-                data_frame(out, Some(&id), &entry.message_json);
+                data_frame(&mut out, Some(&id), &entry.message_json);
             }
             (Self::Live, LiveItem::Heartbeat) => out.push_str(": heartbeat\n\n"),
             (Self::Trpc { .. }, LiveItem::Heartbeat) => out.push_str("event: ping\ndata: \n\n"),
+            (Self::Trpc { superjson, last_id }, LiveItem::Events(batch)) => {
+                *last_id = batch
+                    .entries
+                    .last()
+                    .map(|entry| entry.event.event_id.to_string());
+                // A tracked tRPC item is framed as an `/api/live` event.
+                if !*superjson {
+                    return Chunk::Shared(batch);
+                }
+                for entry in &batch.entries {
+                    let id = entry.event.event_id.to_string();
+                    data_frame(&mut out, Some(&id), &wrap(true, &entry.message_json));
+                }
+            }
             (Self::Trpc { superjson, last_id }, LiveItem::Event(entry)) => {
                 let id = entry.event.event_id.to_string();
-                data_frame(out, Some(&id), &wrap(*superjson, &entry.message_json));
+                data_frame(&mut out, Some(&id), &wrap(*superjson, &entry.message_json));
                 *last_id = Some(id);
             }
             (
@@ -175,16 +268,17 @@ impl Dialect {
                 let json = LiveMessage::Stats(snapshot).to_json();
                 let data = wrap(*superjson, &json);
                 match last_id {
-                    None => data_frame(out, None, &data),
+                    None => data_frame(&mut out, None, &data),
                     // An item without an id would be read as a repeat of the last tracked
                     // one: clear the id for it, then put the last one back (as tRPC does).
                     Some(last) => {
-                        data_frame(out, Some(""), &data);
+                        data_frame(&mut out, Some(""), &data);
                         let _ = write!(out, "event: restore-id\nid: {last}\ndata: \n\n");
                     }
                 }
             }
         }
+        Chunk::Own(out)
     }
 }
 

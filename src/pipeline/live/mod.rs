@@ -3,12 +3,18 @@
 //!
 //! The hub keeps what a viewer needs when it connects — the visitors of the last five
 //! minutes with their latest page, and a ring of the most recent events for `Last-Event-ID`
-//! replay — and broadcasts each new event to the connected viewers. Nothing here waits on a
-//! viewer: publishing is a short lock and a `broadcast` send, and a viewer that falls more
-//! than [`VIEWER_QUEUE`] events behind finds out it lagged and is dropped by its feed.
+//! replay — and broadcasts the new events to the connected viewers in [`LiveBatch`]es.
+//! Nothing here waits on a viewer: publishing is a short lock, and a viewer that falls more
+//! than [`BATCH_QUEUE`] batches behind finds out it lagged and is dropped by its feed.
+//!
+//! Batches are what make a hundred viewers cheap: one task gathers the events published
+//! while the last batch went out (at most one batch per [`BATCH_PAUSE`]; after a quiet
+//! spell an event goes at once), and every viewer receives the same batch, so a transport
+//! frames (and compresses) it once for all of them and writes it to each in one write.
 //!
 //! Memory is bounded whatever the traffic: at most [`RECENT_EVENTS`] events in the ring,
-//! [`VIEWER_QUEUE`] in the broadcast, and [`MAX_VISITORS`] visitors in the window. Past that
+//! [`BATCH_QUEUE`] batches of at most [`MAX_BATCH_EVENTS`] in the broadcast, and
+//! [`MAX_VISITORS`] visitors in the window. Past that
 //! many distinct visitors within five minutes, new ones are not tracked until older ones
 //! expire (counted in [`LiveHub::untracked_visitors`]), so `currentVisitors` saturates at the
 //! bound rather than growing the process.
@@ -20,10 +26,11 @@ pub mod relay;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once, OnceLock, Weak};
 
+use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use uuid::Uuid;
 
 pub use event::{ActivePage, LiveEncoder, LiveEvent, LiveMessage, LiveSnapshot};
@@ -36,8 +43,12 @@ pub const RECENT_EVENTS: usize = 1_000;
 pub const SNAPSHOT_EVENTS: usize = 20;
 /// Most visitors tracked in the window.
 pub const MAX_VISITORS: usize = 100_000;
-/// Events a viewer may fall behind before it is dropped.
-pub const VIEWER_QUEUE: usize = 1_024;
+/// Batches a viewer may fall behind before it is dropped.
+pub const BATCH_QUEUE: usize = 64;
+/// Most events in one batch.
+pub const MAX_BATCH_EVENTS: usize = 256;
+/// Least time between two batches while events keep coming.
+pub const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// An event in the hub: its place in the hub's order and its message, serialized once for
 /// every viewer.
@@ -50,6 +61,33 @@ pub struct LiveEntry {
     pub message_json: String,
 }
 
+/// Events published one after another, sent to every viewer as one.
+#[derive(Debug)]
+pub struct LiveBatch {
+    /// In publishing order; never empty.
+    pub entries: Vec<Arc<LiveEntry>>,
+    /// The batch as the event-stream transports frame it, plain and compressed: built by
+    /// the first viewer that sends it and shared by every other.
+    pub framed: OnceLock<Bytes>,
+    pub compressed: OnceLock<Bytes>,
+}
+
+impl LiveBatch {
+    fn new(entries: Vec<Arc<LiveEntry>>) -> Self {
+        Self {
+            entries,
+            framed: OnceLock::new(),
+            compressed: OnceLock::new(),
+        }
+    }
+
+    /// The `seq` of its first and last events.
+    pub fn seqs(&self) -> (u64, u64) {
+        let seq = |entry: Option<&Arc<LiveEntry>>| entry.map_or(0, |entry| entry.seq);
+        (seq(self.entries.first()), seq(self.entries.last()))
+    }
+}
+
 struct Seen {
     at: DateTime<Utc>,
     path: Option<String>,
@@ -60,6 +98,8 @@ struct Window {
     published: u64,
     recent: VecDeque<Arc<LiveEntry>>,
     visitors: HashMap<String, Seen>,
+    /// Published, not yet batched (only while someone is viewing).
+    unbatched: Vec<Arc<LiveEntry>>,
 }
 
 impl Window {
@@ -101,17 +141,23 @@ impl Window {
 }
 
 /// What a viewer starts from: the site now, the events it missed (when it said which it saw
-/// last and the hub still holds that one), and the stream of every event after those.
+/// last and the hub still holds that one), and the stream of every event after those: the
+/// batches' events with a `seq` above `joined_at` (a batch sent after the viewer joined may
+/// still hold events from before).
 pub struct Joined {
     pub snapshot: LiveSnapshot,
     pub replay: Vec<Arc<LiveEntry>>,
-    pub receiver: broadcast::Receiver<Arc<LiveEntry>>,
+    pub receiver: broadcast::Receiver<Arc<LiveBatch>>,
+    pub joined_at: u64,
 }
 
 /// The hub every node's accepted events go through.
 pub struct LiveHub {
     window: Mutex<Window>,
-    sender: broadcast::Sender<Arc<LiveEntry>>,
+    sender: broadcast::Sender<Arc<LiveBatch>>,
+    /// Wakes the batcher when the first unbatched event arrives.
+    wake: Arc<Notify>,
+    batcher: Once,
     untracked_visitors: AtomicU64,
     closed: watch::Sender<bool>,
 }
@@ -126,7 +172,9 @@ impl LiveHub {
     pub fn new() -> Self {
         Self {
             window: Mutex::new(Window::default()),
-            sender: broadcast::channel(VIEWER_QUEUE).0,
+            sender: broadcast::channel(BATCH_QUEUE).0,
+            wake: Arc::new(Notify::new()),
+            batcher: Once::new(),
             untracked_visitors: AtomicU64::new(0),
             closed: watch::channel(false).0,
         }
@@ -168,15 +216,24 @@ impl LiveHub {
             window.recent.pop_front();
         }
         window.recent.push_back(entry.clone());
-        // Sent under the lock, so the broadcast's order is the ring's and `join` can hand a
-        // viewer the two without a gap or an overlap. No receiver is not an error.
-        let _ = self.sender.send(entry);
+        // Queued under the lock that `join` takes, so a viewer gets each event once: in its
+        // snapshot or replay (seq up to `joined_at`) or in a batch.
+        if self.sender.receiver_count() > 0 {
+            window.unbatched.push(entry);
+            if window.unbatched.len() == 1 {
+                self.wake.notify_one();
+            }
+        }
     }
 
     /// Starts a viewer: its snapshot, replay and stream are taken together, under the lock
     /// `publish` holds, so every event is in exactly one of them (or in the snapshot's
     /// recent list, for a viewer without `last_id`).
-    pub fn join(&self, now: DateTime<Utc>, last_id: Option<Uuid>) -> Joined {
+    /// Starts the batcher on first use, so it must run inside the Tokio runtime.
+    pub fn join(self: &Arc<Self>, now: DateTime<Utc>, last_id: Option<Uuid>) -> Joined {
+        self.batcher.call_once(|| {
+            tokio::spawn(batch_events(Arc::downgrade(self), self.wake.clone()));
+        });
         let mut window = self.lock();
         let receiver = self.sender.subscribe();
         let replay = last_id
@@ -192,6 +249,7 @@ impl LiveHub {
             snapshot: window.snapshot(now),
             replay,
             receiver,
+            joined_at: window.published,
         }
     }
 
@@ -218,6 +276,7 @@ impl LiveHub {
     /// Ends every viewer's stream: the server is stopping.
     pub fn close(&self) {
         self.closed.send_replace(true);
+        self.wake.notify_one();
     }
 
     /// Becomes `true` when the hub closes.
@@ -229,6 +288,31 @@ impl LiveHub {
         self.window
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Sends the unbatched events as batches: at once after a quiet spell, else at most one
+/// batch per [`BATCH_PAUSE`], gathering what arrived meanwhile. Ends with the hub.
+async fn batch_events(hub: Weak<LiveHub>, wake: Arc<Notify>) {
+    let mut last_sent: Option<tokio::time::Instant> = None;
+    loop {
+        wake.notified().await;
+        if let Some(due) = last_sent.map(|sent| sent + BATCH_PAUSE) {
+            tokio::time::sleep_until(due).await;
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        if *hub.closed.borrow() {
+            return;
+        }
+        let unbatched = std::mem::take(&mut hub.lock().unbatched);
+        if unbatched.is_empty() {
+            continue;
+        }
+        for chunk in unbatched.chunks(MAX_BATCH_EVENTS) {
+            // No viewer left is not an error.
+            let _ = hub.sender.send(Arc::new(LiveBatch::new(chunk.to_vec())));
+        }
+        last_sent = Some(tokio::time::Instant::now());
     }
 }
 
@@ -330,9 +414,9 @@ mod tests {
         assert_eq!(anonymous.path.as_deref(), Some("/boots"));
     }
 
-    #[test]
-    fn replay_starts_after_the_last_id_the_viewer_saw() {
-        let (hub, encoder) = (LiveHub::new(), LiveEncoder::new(b"key"));
+    #[tokio::test]
+    async fn replay_starts_after_the_last_id_the_viewer_saw() {
+        let (hub, encoder) = (Arc::new(LiveHub::new()), LiveEncoder::new(b"key"));
         let events: Vec<LiveEvent> = (0..5)
             .map(|_| view(&encoder, Uuid::now_v7(), "/"))
             .collect();
@@ -346,7 +430,12 @@ mod tests {
         assert!(hub.join(at(0), Some(Uuid::now_v7())).replay.is_empty());
         let next = view(&encoder, Uuid::now_v7(), "/next");
         hub.publish(next.clone(), at(1));
-        let received = joined.receiver.try_recv().expect("the next event");
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(5), joined.receiver.recv())
+            .await
+            .expect("in time")
+            .expect("the next batch");
+        assert_eq!((joined.joined_at, batch.seqs()), (5, (6, 6)));
+        let received = batch.entries.last().expect("an event");
         assert_eq!(received.event, next);
         assert_eq!(
             serde_json::from_str::<LiveMessage>(&received.message_json).expect("json"),
