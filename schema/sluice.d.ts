@@ -90,8 +90,25 @@ export interface ForceFlushOutput {
   persisted: number;
 }
 
+/** The input of `eventIngestion.getMetrics` (DESIGN.md "Metrics"); every field optional. */
+export interface GetMetricsInput {
+  eventType?: string | null;
+  filters?: MetricsFilters | null;
+  /** RFC 3339, inclusive; default `to` minus 7 days. */
+  from?: string | null;
+  /** Default: `hour` for ranges up to 2 days, else `day`. */
+  interval?: Interval | null;
+  /** Rows per top list, 1..=100 (default 10). */
+  limit?: number | null;
+  /** RFC 3339, exclusive; default now. At most 366 days after `from`. */
+  to?: string | null;
+}
+
 /** Overall state, from flush failures and buffer fill. */
 export type Health = "healthy" | "degraded" | "critical";
+
+/** The width of one bucket of the series. */
+export type Interval = "hour" | "day";
 
 /** The error of a rejected batch item: the same shape as a procedure error. */
 export interface ItemError {
@@ -148,6 +165,45 @@ export interface LiveSnapshot {
   windowSeconds: number;
 }
 
+/** Dimensions a query narrows to; every filter given must match (AND). */
+export interface MetricsFilters {
+  /** ISO 3166-1 alpha-2. */
+  country?: string | null;
+  deviceType?: string | null;
+  /** The page path, as in live analytics (`props.path`, else `props.page`, else the landing page's path). */
+  path?: string | null;
+  referrerHost?: string | null;
+  utmSource?: string | null;
+}
+
+/** The answer of `getMetrics`. Every figure is exact. */
+export interface MetricsReport {
+  browsers: Array<TopItem>;
+  devices: Array<TopItem>;
+  eventTypes: Array<TopItem>;
+  from: string;
+  interval: Interval;
+  /** Every bucket of the range, zeros included, oldest first. */
+  series: Array<SeriesPoint>;
+  to: string;
+  topCountries: Array<TopItem>;
+  topPages: Array<TopItem>;
+  topReferrers: Array<TopItem>;
+  topUtmSources: Array<TopItem>;
+  totals: MetricsTotals;
+}
+
+/** What the range held. */
+export interface MetricsTotals {
+  events: number;
+  /** `page_viewed` events. */
+  pageviews: number;
+  /** Distinct session ids. */
+  sessions: number;
+  /** Distinct visitors: a signed-in user, else a session (as live analytics counts them). */
+  visitors: number;
+}
+
 /** Pool state as getStats reports it. */
 export interface PoolReport {
   available: number;
@@ -155,6 +211,14 @@ export interface PoolReport {
   maxSize: number;
   size: number;
   waiting: number;
+}
+
+/** One bucket of the series. */
+export interface SeriesPoint {
+  events: number;
+  /** The bucket's start, RFC 3339 UTC. */
+  t: string;
+  visitors: number;
 }
 
 /** The input of `eventIngestion.setConsent`: the caller's session (and, when signed in, the user) opts in or out of analytics. */
@@ -207,6 +271,13 @@ export interface TableDiagnosis {
   rows?: number | null;
 }
 
+/** One row of a top list. */
+export interface TopItem {
+  events: number;
+  value: string;
+  visitors: number;
+}
+
 /** The input of `eventIngestion.trackBatch`. */
 export interface TrackBatchInput {
   events: Array<TrackEventInput>;
@@ -250,5 +321,6 @@ export interface SluiceProcedures {
   "eventIngestion.forceFlush": { type: "mutation"; input: Record<string, never> | undefined; output: ForceFlushOutput };
   "eventIngestion.setConsent": { type: "mutation"; input: SetConsentInput; output: SetConsentOutput };
   "eventIngestion.diagnostics": { type: "query"; input: Record<string, never> | undefined; output: DiagnosticsReport };
+  "eventIngestion.getMetrics": { type: "query"; input: GetMetricsInput | undefined; output: MetricsReport };
   "eventIngestion.live": { type: "subscription"; input: LiveInput | undefined; output: LiveMessage };
 }

@@ -48,6 +48,7 @@ pub struct RunningServer {
     http_task: JoinHandle<()>,
     flusher: FlusherHandle,
     consent_refresher: JoinHandle<()>,
+    retention: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -75,7 +76,14 @@ impl RunningServer {
         );
         let mut settings = config.pipeline.settings()?;
         settings.live_visitor_key = live_visitor_key(config);
-        let (pipeline, flusher) = Pipeline::start(settings, store.clone(), clock);
+        let (pipeline, flusher) = Pipeline::start(settings, store.clone(), clock.clone());
+        let retention = config.pipeline.retention().map(|retention| {
+            tokio::spawn(crate::pipeline::retention::run(
+                store.clone(),
+                clock,
+                retention,
+            ))
+        });
         pipeline.refresh_consents().await?;
         let consent_refresher = tokio::spawn(refresh_consents(pipeline.clone()));
         let service = Arc::new(EventIngestion::new(
@@ -100,6 +108,7 @@ impl RunningServer {
             http_task,
             flusher,
             consent_refresher,
+            retention,
         })
     }
 
@@ -140,6 +149,9 @@ impl RunningServer {
             tracing::warn!("open connections did not finish in time; draining anyway");
         }
         self.consent_refresher.abort();
+        if let Some(retention) = self.retention {
+            retention.abort();
+        }
         let report = self.flusher.shutdown().await;
         tracing::info!(
             flushed = report.flushed,

@@ -95,3 +95,22 @@ pub struct ForceFlushOutput {
     /// Events written by this flush.
     pub persisted: u64,
 }
+
+/// The input of `eventIngestion.getMetrics` (DESIGN.md "Metrics"); every field optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetMetricsInput {
+    /// RFC 3339, inclusive; default `to` minus 7 days.
+    pub from: Option<String>,
+    /// RFC 3339, exclusive; default now. At most 366 days after `from`.
+    pub to: Option<String>,
+    /// Default: `hour` for ranges up to 2 days, else `day`.
+    pub interval: Option<crate::domain::Interval>,
+    #[validate(length(min = 1, max = 100))]
+    pub event_type: Option<String>,
+    pub filters: Option<crate::domain::MetricsFilters>,
+    /// Rows per top list, 1..=100 (default 10).
+    #[validate(range(min = 1, max = 100))]
+    #[schemars(range(min = 1, max = 100))]
+    pub limit: Option<u32>,
+}

@@ -12,6 +12,7 @@ use crate::pipeline::enrichment::geo::GeoIp;
 use crate::pipeline::flusher::{
     DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, FlushSettings,
 };
+use crate::pipeline::retention::RetentionSettings;
 use crate::pipeline::validation::{
     BusinessRules, DEFAULT_MAX_EVENT_AGE_DAYS, DEFAULT_MAX_FUTURE_SKEW_SECONDS,
     DEFAULT_MAX_PROPS_BYTES,
@@ -88,7 +89,19 @@ pub struct PipelineOptions {
     /// How long shutdown keeps retrying to write buffered events, in seconds.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, global = true)]
     pub shutdown_timeout_seconds: u64,
+
+    /// Days stored events are kept (by the time they occurred); older events and sessions
+    /// are deleted. Unset: kept forever.
+    #[arg(long, env = "SLUICE_RETENTION_DAYS", global = true)]
+    pub retention_days: Option<u32>,
+
+    /// Seconds between two retention sweeps (the first runs at start).
+    #[arg(long, env = "SLUICE_RETENTION_INTERVAL_SECONDS", default_value_t = DEFAULT_RETENTION_INTERVAL_SECONDS, global = true)]
+    pub retention_interval_seconds: u64,
 }
+
+/// Seconds between two retention sweeps by default.
+pub const DEFAULT_RETENTION_INTERVAL_SECONDS: u64 = 3_600;
 
 impl Default for PipelineOptions {
     fn default() -> Self {
@@ -108,6 +121,8 @@ impl Default for PipelineOptions {
             max_future_skew_seconds: DEFAULT_MAX_FUTURE_SKEW_SECONDS,
             max_event_age_days: DEFAULT_MAX_EVENT_AGE_DAYS,
             shutdown_timeout_seconds: DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
+            retention_days: None,
+            retention_interval_seconds: DEFAULT_RETENTION_INTERVAL_SECONDS,
         }
     }
 }
@@ -115,6 +130,16 @@ impl Default for PipelineOptions {
 impl PipelineOptions {
     /// Refuses settings that cannot work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.retention_days == Some(0) {
+            return Err(ConfigError::new(
+                "SLUICE_RETENTION_DAYS must be at least 1 (leave it unset to keep events forever)",
+            ));
+        }
+        if self.retention_interval_seconds == 0 {
+            return Err(ConfigError::new(
+                "SLUICE_RETENTION_INTERVAL_SECONDS must be at least 1",
+            ));
+        }
         if self.batch_size == 0 {
             return Err(ConfigError::new("SLUICE_BATCH_SIZE must be at least 1"));
         }
@@ -148,6 +173,14 @@ impl PipelineOptions {
     }
 
     /// The pipeline's settings; opens the GeoIP database when one is configured.
+    /// The retention in force, if any.
+    pub fn retention(&self) -> Option<RetentionSettings> {
+        self.retention_days.map(|days| RetentionSettings {
+            days,
+            every: Duration::from_secs(self.retention_interval_seconds),
+        })
+    }
+
     pub fn settings(&self) -> Result<PipelineConfig, ConfigError> {
         let defaults = PipelineConfig::default();
         let geoip = match &self.geoip_db {

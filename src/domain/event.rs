@@ -6,6 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::Attribution;
+use crate::url_parts::path_of;
 
 /// An event that passed validation and was given its id.
 ///
@@ -60,6 +61,22 @@ pub struct Enrichment {
 }
 
 impl EventRecord {
+    /// The page the event happened on: `props.path`, else `props.page`, else the landing
+    /// page's path (DESIGN.md "Live analytics"; metrics group pages the same way).
+    pub fn page_path(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct PageProps {
+            path: Option<String>,
+            page: Option<String>,
+        }
+        let from_props = self
+            .props
+            .as_ref()
+            .and_then(|props| serde_json::from_str::<PageProps>(props.as_str()).ok())
+            .and_then(|props| props.path.or(props.page));
+        from_props.or_else(|| self.attribution.landing_page.as_deref().map(path_of))
+    }
+
     /// The event as one JSON object, props included as an object (not as their text).
     pub fn to_json(&self) -> Result<Value, serde_json::Error> {
         let mut json = serde_json::to_value(self)?;

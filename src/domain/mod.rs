@@ -2,7 +2,7 @@
 //! enrichment, an event as submitted and its outcome, attribution, sources and entity types,
 //! consent subjects, the caller and the request it made, places, and why an input was refused.
 //!
-//! It imports nothing else of the crate, so that `pipeline`, `storage`, `identity`, `api` and
+//! It imports nothing else of the crate but the URL helpers (`url_parts`), so that `pipeline`, `storage`, `identity`, `api` and
 //! `transport` can all depend on it without depending on each other.
 
 mod attribution;
@@ -10,6 +10,7 @@ mod caller;
 mod consent;
 mod event;
 mod invalid_input;
+mod metrics;
 mod place;
 mod request;
 pub(crate) mod rules;
@@ -22,6 +23,9 @@ pub use caller::{Caller, Claims, EventIdentity, Role};
 pub use consent::ConsentSubject;
 pub use event::{Enrichment, EventRecord, Props, new_event_id};
 pub use invalid_input::ZodError;
+pub use metrics::{
+    Interval, MetricsFilters, MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, TopItem,
+};
 pub use place::Place;
 pub use request::RequestContext;
 pub use track::{EntityType, EventSource, TrackEventInput, TrackEventOutput, TrackStatus};

@@ -9,6 +9,7 @@ pub mod durability;
 pub mod enrichment;
 pub mod flusher;
 pub mod live;
+pub mod retention;
 pub mod stats;
 pub mod validation;
 mod writer_thread;

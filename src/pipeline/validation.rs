@@ -225,7 +225,11 @@ fn occurred_at_within_window(
 }
 
 /// Flattens validator's nested errors into dotted camelCase paths.
-fn collect_validator_errors(errors: &ValidationErrors, prefix: &str, out: &mut ZodError) {
+pub(crate) fn collect_validator_errors(
+    errors: &ValidationErrors,
+    prefix: &str,
+    out: &mut ZodError,
+) {
     for (field, kind) in errors.errors() {
         let path = join_path(prefix, &camel_case(field));
         match kind {

@@ -9,10 +9,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::metrics::{MetricRow, MetricsAggregator};
 use super::{Backend, EventStore, PoolStatus, SessionRecord, StorageError};
-use crate::domain::{ConsentSubject, EventRecord};
+use crate::domain::{ConsentSubject, EventRecord, MetricsQuery};
 
 /// Events in a `Vec`, for tests that exercise the pipeline without a database.
 #[derive(Default)]
@@ -194,9 +196,69 @@ impl EventStore for MemoryStore {
         Ok(self.lock().iter().find(|event| event.id == id).cloned())
     }
 
+    async fn delete_events_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StorageError> {
+        self.check_available()?;
+        let mut events = self.lock();
+        let mut old: Vec<(DateTime<Utc>, Uuid)> = events
+            .iter()
+            .filter(|event| event.occurred_at < cutoff)
+            .map(|event| (event.occurred_at, event.id))
+            .collect();
+        old.sort_unstable();
+        old.truncate(limit);
+        let doomed: std::collections::HashSet<Uuid> = old.into_iter().map(|(_, id)| id).collect();
+        events.retain(|event| !doomed.contains(&event.id));
+        Ok(doomed.len())
+    }
+
+    async fn delete_sessions_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StorageError> {
+        self.check_available()?;
+        let mut sessions = relock(&self.sessions);
+        let mut old: Vec<(DateTime<Utc>, Uuid)> = sessions
+            .values()
+            .filter(|session| session.last_seen_at < cutoff)
+            .map(|session| (session.last_seen_at, session.id))
+            .collect();
+        old.sort_unstable();
+        old.truncate(limit);
+        for (_, id) in &old {
+            sessions.remove(id);
+        }
+        Ok(old.len())
+    }
+
     async fn count_events(&self) -> Result<i64, StorageError> {
         self.check_available()?;
         Ok(self.lock().len() as i64)
+    }
+
+    async fn metric_rows(
+        &self,
+        query: &MetricsQuery,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<MetricRow>, StorageError> {
+        self.check_available()?;
+        let window = MetricsQuery {
+            from: start,
+            to: end,
+            ..query.clone()
+        };
+        let filter = MetricsAggregator::new(&window);
+        Ok(self
+            .lock()
+            .iter()
+            .filter_map(MetricRow::of)
+            .filter(|row| filter.matches(row))
+            .collect())
     }
 
     async fn run_migrations(&self) -> Result<usize, StorageError> {

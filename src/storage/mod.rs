@@ -5,9 +5,11 @@
 
 pub mod channel;
 mod memory;
+pub mod metrics;
 mod migrations;
 mod pool;
 pub mod postgres;
+mod retention;
 pub(crate) mod rows;
 mod sessions;
 pub mod sqlite;
@@ -20,10 +22,11 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::domain::{ConsentSubject, EventRecord};
+use crate::domain::{ConsentSubject, EventRecord, MetricsQuery, MetricsReport};
 
 pub use channel::NodeChannel;
 pub use memory::MemoryStore;
+pub use metrics::MetricRow;
 pub use pool::{DEFAULT_POOL_SIZE, PoolOptions};
 
 /// The statements a written batch needs besides the insert. Only rows with a session or a
@@ -155,7 +158,7 @@ pub(crate) fn opted_out_subjects(rows: Vec<OptedOutRow>) -> Vec<ConsentSubject> 
 const CLAIM_ATTEMPTS: usize = 3;
 
 /// Rows per INSERT statement: keeps bind parameters under both backends' limits (65 535 on
-/// PostgreSQL, 32 766 on SQLite) for the 35 columns of an event, with room to grow.
+/// PostgreSQL, 32 766 on SQLite) for the 36 columns of an event, with room to grow.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// An analytics session as stored: upserted in the same transaction as its events.
@@ -286,6 +289,36 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// How many events are stored.
     async fn count_events(&self) -> Result<i64, StorageError>;
+
+    /// What metrics read of the stored events that occurred in `[start, end)` and match
+    /// `query`'s event type and filters; bots excluded.
+    async fn metric_rows(
+        &self,
+        query: &MetricsQuery,
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<MetricRow>, StorageError>;
+
+    /// The `getMetrics` report of `query`, the same on every backend.
+    async fn metrics(&self, query: &MetricsQuery) -> Result<MetricsReport, StorageError> {
+        metrics::report(self, query).await
+    }
+
+    /// Deletes at most `limit` stored events that occurred before `cutoff`, oldest first
+    /// (retention); returns how many.
+    async fn delete_events_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<usize, StorageError>;
+
+    /// Deletes at most `limit` analytics sessions last seen before `cutoff`, oldest first
+    /// (retention); returns how many.
+    async fn delete_sessions_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<usize, StorageError>;
 
     /// Applies pending migrations; returns how many ran.
     async fn run_migrations(&self) -> Result<usize, StorageError>;

@@ -108,10 +108,13 @@ macro_rules! stored_rows {
             pub city: Option<String>,
             pub ip_address: Option<String>,
             pub referrer_host: Option<String>,
+            /// [`EventRecord::page_path`], kept for metrics.
+            pub path: Option<String>,
         }
 
         impl From<&EventRecord> for EventRow {
             fn from(event: &EventRecord) -> Self {
+                let path = event.page_path();
                 let event = event.clone();
                 let (attribution, enrichment) = (event.attribution, event.enrichment);
                 Self {
@@ -149,6 +152,7 @@ macro_rules! stored_rows {
                     city: enrichment.city,
                     ip_address: enrichment.ip_address,
                     referrer_host: enrichment.referrer_host,
+                    path,
                 }
             }
         }

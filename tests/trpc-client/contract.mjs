@@ -81,6 +81,29 @@ export function contract(kit) {
         assert.equal(typeof flush.persisted, 'number');
       });
 
+      test(`${label}: getMetrics reads the stored events back`, async () => {
+        const event = pageView(label);
+        await anonymous.eventIngestion.track.mutate(event);
+        await admin.eventIngestion.forceFlush.mutate();
+        const to = new Date(Date.now() + 60_000).toISOString();
+        const from = new Date(Date.now() - 3_600_000).toISOString();
+        const [metrics, all] = await Promise.all([
+          admin.eventIngestion.getMetrics.query({ from, to, filters: { path: event.props.path } }),
+          admin.eventIngestion.getMetrics.query(),
+        ]);
+        assert.equal(metrics.interval, 'hour');
+        assert.equal(metrics.totals.events, 1);
+        assert.equal(metrics.totals.pageviews, 1);
+        assert.deepEqual(metrics.topPages, [{ value: event.props.path, events: 1, visitors: 0 }]);
+        assert.equal(metrics.series.reduce((sum, point) => sum + point.events, 0), 1);
+        assert.equal(all.interval, 'day');
+        assert.ok(all.totals.events >= 1);
+        await rejectsWith(kit, viewer.eventIngestion.getMetrics.query(), 'FORBIDDEN');
+        await rejectsWith(kit, admin.eventIngestion.getMetrics.query({ interval: 'week' }), 'BAD_REQUEST', (error) =>
+          assert.ok(error.data.zodError.fieldErrors.interval),
+        );
+      });
+
       test(`${label}: setConsent suppresses an opted-out session`, async () => {
         const sessionId = crypto.randomUUID();
         const consent = await anonymous.eventIngestion.setConsent.mutate({ sessionId, granted: false });

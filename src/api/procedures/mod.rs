@@ -5,6 +5,7 @@
 
 mod diagnostics;
 mod force_flush;
+mod get_metrics;
 mod get_stats;
 mod set_consent;
 mod track;
@@ -29,6 +30,7 @@ pub(super) const ALL: &[&ProcedureSpec] = &[
     &force_flush::PROCEDURE,
     &set_consent::PROCEDURE,
     &diagnostics::PROCEDURE,
+    &get_metrics::PROCEDURE,
 ];
 
 /// How a procedure is called: tRPC serves queries over GET and mutations over POST.

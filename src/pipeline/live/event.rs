@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::EventRecord;
-use crate::url_parts::path_of;
 
 /// One event as a live viewer sees it: no IP, no user-agent string, no user id, no props but
 /// the path.
@@ -79,7 +78,7 @@ impl LiveEncoder {
             event_id: event.id,
             event_type: event.event_type.clone(),
             source: event.source.clone(),
-            path: page_path(event),
+            path: event.page_path(),
             referrer_host: event.enrichment.referrer_host.clone(),
             utm_source: event.attribution.utm_source.clone(),
             device_type: event.enrichment.device_type.clone(),
@@ -102,21 +101,6 @@ impl LiveEncoder {
             .map(|byte| format!("{byte:02x}"))
             .collect()
     }
-}
-
-/// `props.path`, else `props.page`, else the landing page's path.
-fn page_path(event: &EventRecord) -> Option<String> {
-    #[derive(Deserialize)]
-    struct PageProps {
-        path: Option<String>,
-        page: Option<String>,
-    }
-    let from_props = event
-        .props
-        .as_ref()
-        .and_then(|props| serde_json::from_str::<PageProps>(props.as_str()).ok())
-        .and_then(|props| props.path.or(props.page));
-    from_props.or_else(|| event.attribution.landing_page.as_deref().map(path_of))
 }
 
 /// One item of a live stream, the same on every transport: `{"type": …, "data": …}`.

@@ -16,16 +16,33 @@ use uuid::Uuid;
 
 use diesel::sql_types::{Array, Uuid as SqlUuid};
 
+use super::metrics::{MetricRow, metric_rows};
+use super::retention::delete_before;
 use super::write::{BatchWriter, write_batch};
 use super::{
     Backend, CLAIM_ATTEMPTS, EventStore, FollowUps, PoolOptions, PoolStatus, ROWS_PER_STATEMENT,
     SessionRecord, StorageError, migrations, pool,
 };
-use crate::domain::{ConsentSubject, EventRecord};
+use crate::domain::{ConsentSubject, EventRecord, MetricsQuery};
+use chrono::{DateTime, Utc};
 use diesel::result::QueryResult;
 use models::{EventRow, JsonbText, SessionRow};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 use statement::Prepared;
+
+/// The columns of a [`MetricRow`] as PostgreSQL returns them.
+type PgMetricRow = (
+    DateTime<Utc>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Uuid>,
+);
 
 /// Per-connection settings: a runaway statement must not hold a pooled connection forever.
 const CONNECTION_SETUP: &str = "SET statement_timeout = '30s'; SET TIME ZONE 'UTC';";
@@ -54,20 +71,20 @@ const UPSERT_SESSIONS: &str = "
         utm_source = coalesce(s.utm_source, EXCLUDED.utm_source)";
 
 /// Inserts a chunk of events as one short statement whatever its size: the columns travel as
-/// arrays and UNNEST turns them back into rows. PostgreSQL then parses 34 parameters instead
+/// arrays and UNNEST turns them back into rows. PostgreSQL then parses 35 parameters instead
 /// of one per value (17 000 for 500 events), and Sluice copies no row structs to bind them.
 const INSERT_EVENTS: &str = "
     INSERT INTO events (id, event_type, source, actor_id, actor_type, user_id, creator_id,
         brand_id, entity_id, entity_type, session_id, props, utm_source, utm_medium,
         utm_campaign, utm_term, utm_content, referrer, landing_page, idempotency_key,
         dedup_fingerprint, occurred_at, received_at, browser_name, browser_version, os_name,
-        os_version, device_type, is_bot, country, region, city, ip_address, referrer_host)
+        os_version, device_type, is_bot, country, region, city, ip_address, referrer_host, path)
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::uuid[], $12::jsonb[],
         $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
         $19::text[], $20::uuid[], $21::text[], $22::timestamptz[], $23::timestamptz[],
         $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], $29::boolean[],
-        $30::text[], $31::text[], $32::text[], $33::text[], $34::text[])
+        $30::text[], $31::text[], $32::text[], $33::text[], $34::text[], $35::text[])
     ON CONFLICT DO NOTHING
     RETURNING id";
 
@@ -144,7 +161,8 @@ async fn insert_unnest(
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.region.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.city.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.ip_address.as_deref()))
-        .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.referrer_host.as_deref()));
+        .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.referrer_host.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(events.iter().map(|e| e.page_path()).collect::<Vec<_>>());
     let written: Vec<WrittenId> = Prepared(statement).load(connection).await?;
     Ok(written.into_iter().map(|row| row.id).collect())
 }
@@ -351,9 +369,69 @@ impl EventStore for PostgresStore {
         row.map(EventRecord::try_from).transpose()
     }
 
+    async fn delete_events_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        Ok(delete_before!(
+            schema::events,
+            occurred_at,
+            uuid::Uuid,
+            cutoff,
+            limit,
+            &mut connection
+        )?)
+    }
+
+    async fn delete_sessions_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        Ok(delete_before!(
+            schema::sessions,
+            last_seen_at,
+            uuid::Uuid,
+            cutoff,
+            limit,
+            &mut connection
+        )?)
+    }
+
     async fn count_events(&self) -> Result<i64, StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
         Ok(events::table.count().get_result(&mut connection).await?)
+    }
+
+    async fn metric_rows(
+        &self,
+        query: &MetricsQuery,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<MetricRow>, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let rows: Vec<PgMetricRow> =
+            metric_rows!(super::postgres::schema, diesel::pg::Pg, query, start, end)
+                .load(&mut connection)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| MetricRow {
+                occurred_at: row.0,
+                event_type: row.1,
+                path: row.2,
+                referrer_host: row.3,
+                utm_source: row.4,
+                country: row.5,
+                device_type: row.6,
+                browser_name: row.7,
+                user_id: row.8,
+                session_id: row.9,
+            })
+            .collect())
     }
 
     async fn run_migrations(&self) -> Result<usize, StorageError> {

@@ -18,6 +18,8 @@ use diesel_async::RunQueryDsl;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use uuid::Uuid;
 
+use super::metrics::{MetricRow, metric_rows};
+use super::retention::delete_before;
 use super::rows::StoredUuid;
 use super::write::{BatchWriter, write_batch};
 use super::{
@@ -25,12 +27,27 @@ use super::{
     pool,
 };
 use super::{FollowUps, SessionRecord};
-use crate::domain::{ConsentSubject, EventRecord};
+use crate::domain::{ConsentSubject, EventRecord, MetricsQuery};
+use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use models::{EventRow, SessionRow};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 
 type Connection = SyncConnectionWrapper<SqliteConnection>;
+
+/// The columns of a [`MetricRow`] as SQLite keeps them (the session id as text).
+type SqliteMetricRow = (
+    DateTime<Utc>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// Per-connection settings: the busy timeout makes concurrent writers wait instead of failing
 /// (set first, so that the settings after it wait too: switching a new file to WAL needs a
@@ -361,9 +378,76 @@ impl EventStore for SqliteStore {
         row.map(EventRecord::try_from).transpose()
     }
 
+    async fn delete_events_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        Ok(delete_before!(
+            schema::events,
+            occurred_at,
+            String,
+            cutoff,
+            limit,
+            &mut connection
+        )?)
+    }
+
+    async fn delete_sessions_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        Ok(delete_before!(
+            schema::sessions,
+            last_seen_at,
+            String,
+            cutoff,
+            limit,
+            &mut connection
+        )?)
+    }
+
     async fn count_events(&self) -> Result<i64, StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
         Ok(events::table.count().get_result(&mut connection).await?)
+    }
+
+    async fn metric_rows(
+        &self,
+        query: &MetricsQuery,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<MetricRow>, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let rows: Vec<SqliteMetricRow> = metric_rows!(
+            super::sqlite::schema,
+            diesel::sqlite::Sqlite,
+            query,
+            start,
+            end
+        )
+        .load(&mut connection)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let session_id = row.9.as_ref().map(|id| id.to_uuid()).transpose()?;
+                Ok(MetricRow {
+                    occurred_at: row.0,
+                    event_type: row.1,
+                    path: row.2,
+                    referrer_host: row.3,
+                    utm_source: row.4,
+                    country: row.5,
+                    device_type: row.6,
+                    browser_name: row.7,
+                    user_id: row.8,
+                    session_id,
+                })
+            })
+            .collect()
     }
 
     async fn run_migrations(&self) -> Result<usize, StorageError> {

@@ -37,6 +37,7 @@ diesel::table! {
         city -> Nullable<Text>,
         ip_address -> Nullable<Text>,
         referrer_host -> Nullable<Text>,
+        path -> Nullable<Text>,
     }
 }
 

@@ -1,0 +1,1 @@
+DROP INDEX sessions_last_seen_at_idx;

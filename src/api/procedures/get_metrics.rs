@@ -1,0 +1,162 @@
+//! `eventIngestion.getMetrics`: what happened in a time range, from the stored events.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use super::{Access, Kind, ProcedureSpec, handler, schema_of};
+use crate::api::EventIngestion;
+use crate::api::error::{ApiError, ZodError};
+use crate::api::types::GetMetricsInput;
+use crate::domain::{Interval, MetricsQuery, MetricsReport};
+use crate::pipeline::validation::{collect_validator_errors, parse_input};
+
+/// The range when none is given.
+pub const DEFAULT_RANGE: Duration = Duration::days(7);
+/// The longest range a query may span.
+pub const MAX_RANGE_DAYS: i64 = 366;
+/// Ranges up to this long get hourly buckets by default, longer ones daily.
+const HOURLY_UP_TO: Duration = Duration::days(2);
+/// Rows per top list by default.
+pub const DEFAULT_LIMIT: usize = 10;
+
+pub(super) const PROCEDURE: ProcedureSpec = ProcedureSpec {
+    path: "eventIngestion.getMetrics",
+    kind: Kind::Query,
+    access: Access::Admin,
+    summary: "Totals, a time series and top lists of the stored events in a range (ADMIN).",
+    input_required: false,
+    input_schema: schema_of::<GetMetricsInput>,
+    output_schema: schema_of::<MetricsReport>,
+    handler: handler!(|service, _, input| service.get_metrics(input)),
+};
+
+impl EventIngestion {
+    /// `eventIngestion.getMetrics`: totals, series and top lists for a range.
+    async fn get_metrics(&self, input: Option<Value>) -> Result<MetricsReport, ApiError> {
+        let query = metrics_query(input, self.pipeline.now()).map_err(ApiError::validation)?;
+        self.pipeline
+            .store()
+            .metrics(&query)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "metrics query failed");
+                ApiError::unavailable(
+                    format!("Could not read the metrics ({}); retry", error.tag()),
+                    1,
+                )
+            })
+    }
+}
+
+/// Checks and defaults a `getMetrics` input received at `now`.
+pub fn metrics_query(input: Option<Value>, now: DateTime<Utc>) -> Result<MetricsQuery, ZodError> {
+    let input: GetMetricsInput = match input {
+        None | Some(Value::Null) => GetMetricsInput::default(),
+        raw => parse_input(raw)?,
+    };
+    let mut errors = ZodError::default();
+    if let Err(derived) = validator::Validate::validate(&input) {
+        collect_validator_errors(&derived, "", &mut errors);
+    }
+    let from = parse_time(input.from.as_deref(), "from", &mut errors);
+    let to = parse_time(input.to.as_deref(), "to", &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let to = to.unwrap_or(now);
+    let from = from.unwrap_or(to - DEFAULT_RANGE);
+    if from >= to {
+        errors.field("from", "Must be before to");
+    } else if to - from > Duration::days(MAX_RANGE_DAYS) {
+        errors.field(
+            "to",
+            format!("The range may span at most {MAX_RANGE_DAYS} days"),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let interval = input.interval.unwrap_or(if to - from <= HOURLY_UP_TO {
+        Interval::Hour
+    } else {
+        Interval::Day
+    });
+    Ok(MetricsQuery {
+        from,
+        to,
+        interval,
+        event_type: input.event_type,
+        filters: input.filters.unwrap_or_default(),
+        limit: input.limit.map_or(DEFAULT_LIMIT, |limit| limit as usize),
+    })
+}
+
+fn parse_time(text: Option<&str>, field: &str, errors: &mut ZodError) -> Option<DateTime<Utc>> {
+    let text = text?;
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(time) => Some(time.with_timezone(&Utc)),
+        Err(_) => {
+            errors.field(field, "Invalid datetime (expected RFC 3339)");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-20T12:34:56Z".parse().expect("time")
+    }
+
+    fn field_errors(input: Value) -> Vec<String> {
+        let errors = metrics_query(Some(input), now()).expect_err("invalid");
+        let json = serde_json::to_value(&errors).expect("json");
+        let mut fields: Vec<String> = json["fieldErrors"]
+            .as_object()
+            .map(|fields| fields.keys().cloned().collect())
+            .unwrap_or_default();
+        if json["formErrors"]
+            .as_array()
+            .is_some_and(|form| !form.is_empty())
+        {
+            fields.push("(form)".to_owned());
+        }
+        fields
+    }
+
+    #[test]
+    fn no_input_means_the_last_seven_days_by_day() {
+        let query = metrics_query(None, now()).expect("valid");
+        assert_eq!(query.to, now());
+        assert_eq!(query.from, now() - Duration::days(7));
+        assert_eq!(query.interval, Interval::Day);
+        assert_eq!(query.limit, DEFAULT_LIMIT);
+        let short = metrics_query(Some(json!({"from": "2026-11-19T12:34:56Z"})), now());
+        assert_eq!(short.expect("valid").interval, Interval::Hour);
+    }
+
+    #[test]
+    fn bad_inputs_name_their_field() {
+        assert_eq!(field_errors(json!({"from": "yesterday"})), ["from"]);
+        assert_eq!(
+            field_errors(json!({"from": "2026-11-20T00:00:00Z", "to": "2026-11-19T00:00:00Z"})),
+            ["from"]
+        );
+        assert_eq!(
+            field_errors(json!({"from": "2025-01-01T00:00:00Z", "to": "2026-11-19T00:00:00Z"})),
+            ["to"]
+        );
+        assert_eq!(field_errors(json!({"interval": "week"})), ["interval"]);
+        assert_eq!(field_errors(json!({"limit": 0})), ["limit"]);
+        assert_eq!(field_errors(json!({"limit": 101})), ["limit"]);
+        assert_eq!(
+            field_errors(json!({"filters": {"city": "Paris"}})),
+            ["filters"]
+        );
+        assert_eq!(field_errors(json!({"groupBy": "path"})), ["(form)"]);
+    }
+}

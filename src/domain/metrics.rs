@@ -1,0 +1,176 @@
+//! Admin metrics (DESIGN.md "Metrics"): what `eventIngestion.getMetrics` is asked, once its
+//! input is checked, and what it answers. Storage computes a [`MetricsReport`] for a
+//! [`MetricsQuery`]; the procedure only validates and defaults the input.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The width of one bucket of the series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    Hour,
+    Day,
+}
+
+impl Interval {
+    pub fn duration(self) -> Duration {
+        match self {
+            Self::Hour => Duration::hours(1),
+            Self::Day => Duration::days(1),
+        }
+    }
+
+    /// The start of the bucket holding `at` (UTC).
+    pub fn bucket_of(self, at: DateTime<Utc>) -> DateTime<Utc> {
+        // Truncating a UTC time to whole hours or days cannot overflow.
+        at.duration_trunc(self.duration()).unwrap_or(at)
+    }
+}
+
+/// Dimensions a query narrows to; every filter given must match (AND).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricsFilters {
+    /// The page path, as in live analytics (`props.path`, else `props.page`, else the
+    /// landing page's path).
+    pub path: Option<String>,
+    pub utm_source: Option<String>,
+    pub referrer_host: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+    pub device_type: Option<String>,
+}
+
+/// A checked metrics query: `from` inclusive, `to` exclusive, at most 366 days apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsQuery {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub interval: Interval,
+    pub event_type: Option<String>,
+    pub filters: MetricsFilters,
+    /// Rows per top list.
+    pub limit: usize,
+}
+
+impl MetricsQuery {
+    /// The start of every bucket of the series: from the bucket holding `from` up to the one
+    /// holding the last instant before `to`.
+    pub fn buckets(&self) -> Vec<DateTime<Utc>> {
+        let step = self.interval.duration();
+        let last = self.interval.bucket_of(self.to - Duration::nanoseconds(1));
+        let mut buckets = Vec::new();
+        let mut at = self.interval.bucket_of(self.from);
+        while at <= last {
+            buckets.push(at);
+            at += step;
+        }
+        buckets
+    }
+}
+
+/// What the range held.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsTotals {
+    pub events: u64,
+    /// `page_viewed` events.
+    pub pageviews: u64,
+    /// Distinct visitors: a signed-in user, else a session (as live analytics counts them).
+    pub visitors: u64,
+    /// Distinct session ids.
+    pub sessions: u64,
+}
+
+/// One bucket of the series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesPoint {
+    /// The bucket's start, RFC 3339 UTC.
+    #[schemars(with = "String")]
+    pub t: DateTime<Utc>,
+    pub events: u64,
+    pub visitors: u64,
+}
+
+/// One row of a top list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopItem {
+    pub value: String,
+    pub events: u64,
+    pub visitors: u64,
+}
+
+/// The answer of `getMetrics`. Every figure is exact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsReport {
+    #[schemars(with = "String")]
+    pub from: DateTime<Utc>,
+    #[schemars(with = "String")]
+    pub to: DateTime<Utc>,
+    pub interval: Interval,
+    pub totals: MetricsTotals,
+    /// Every bucket of the range, zeros included, oldest first.
+    pub series: Vec<SeriesPoint>,
+    pub top_pages: Vec<TopItem>,
+    pub top_referrers: Vec<TopItem>,
+    pub top_utm_sources: Vec<TopItem>,
+    pub top_countries: Vec<TopItem>,
+    pub devices: Vec<TopItem>,
+    pub browsers: Vec<TopItem>,
+    pub event_types: Vec<TopItem>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("time")
+    }
+
+    fn query(from: &str, to: &str, interval: Interval) -> MetricsQuery {
+        MetricsQuery {
+            from: at(from),
+            to: at(to),
+            interval,
+            event_type: None,
+            filters: MetricsFilters::default(),
+            limit: 10,
+        }
+    }
+
+    #[test]
+    fn buckets_run_from_the_one_holding_from_to_the_one_before_to() {
+        let hours = query(
+            "2026-11-01T10:30:00Z",
+            "2026-11-01T13:00:00Z",
+            Interval::Hour,
+        );
+        assert_eq!(
+            hours.buckets(),
+            vec![
+                at("2026-11-01T10:00:00Z"),
+                at("2026-11-01T11:00:00Z"),
+                at("2026-11-01T12:00:00Z")
+            ]
+        );
+        let days = query(
+            "2026-11-01T10:30:00Z",
+            "2026-11-03T00:00:01Z",
+            Interval::Day,
+        );
+        assert_eq!(
+            days.buckets(),
+            vec![
+                at("2026-11-01T00:00:00Z"),
+                at("2026-11-02T00:00:00Z"),
+                at("2026-11-03T00:00:00Z")
+            ]
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! Retention (`SLUICE_RETENTION_DAYS`, off by default): events that occurred longer ago than
+//! the setting, and sessions last seen longer ago, are deleted on a timer.
+//!
+//! Deletes go in batches of [`DELETE_BATCH`] rows with a [`BATCH_PAUSE`] between them, so
+//! the flusher's writes wait at most one small statement (on SQLite, whose single writer
+//! lock a delete holds, that matters most) and a first sweep over years of events never
+//! runs as one long transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::clock::Clock;
+use crate::storage::{EventStore, StorageError};
+
+/// Rows deleted per statement.
+pub const DELETE_BATCH: usize = 1_000;
+/// The pause between two delete statements of one sweep.
+pub const BATCH_PAUSE: Duration = Duration::from_millis(20);
+
+/// When retention runs and how far back it keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionSettings {
+    /// Events older than this many days are deleted.
+    pub days: u32,
+    /// Time between two sweeps; the first runs at start.
+    pub every: Duration,
+}
+
+/// What one sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub events: usize,
+    pub sessions: usize,
+}
+
+/// Deletes every event that occurred before `cutoff` and every session last seen before
+/// it, in batches.
+pub async fn sweep(store: &dyn EventStore, cutoff: DateTime<Utc>) -> Result<Swept, StorageError> {
+    let mut swept = Swept::default();
+    loop {
+        let deleted = store.delete_events_before(cutoff, DELETE_BATCH).await?;
+        swept.events += deleted;
+        if deleted < DELETE_BATCH {
+            break;
+        }
+        tokio::time::sleep(BATCH_PAUSE).await;
+    }
+    loop {
+        let deleted = store.delete_sessions_before(cutoff, DELETE_BATCH).await?;
+        swept.sessions += deleted;
+        if deleted < DELETE_BATCH {
+            break;
+        }
+        tokio::time::sleep(BATCH_PAUSE).await;
+    }
+    Ok(swept)
+}
+
+/// Sweeps every `settings.every` until aborted; a failed sweep is logged and retried at the
+/// next tick (what it deleted before failing stays deleted).
+pub async fn run(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, settings: RetentionSettings) {
+    let mut timer = tokio::time::interval(settings.every);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        timer.tick().await;
+        let cutoff = clock.now() - chrono::Duration::days(i64::from(settings.days));
+        match sweep(store.as_ref(), cutoff).await {
+            Ok(swept) if swept == Swept::default() => {
+                tracing::debug!(%cutoff, "retention: nothing to delete");
+            }
+            Ok(swept) => tracing::info!(
+                %cutoff,
+                events = swept.events,
+                sessions = swept.sessions,
+                "retention: deleted what is older than the retention period"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, %cutoff, "retention sweep failed; retrying at the next one")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::test_support::event;
+    use crate::storage::MemoryStore;
+
+    #[tokio::test]
+    async fn a_sweep_deletes_only_what_is_older_than_the_cutoff_in_batches() {
+        let store = Arc::new(MemoryStore::default());
+        let now = Utc::now();
+        let events: Vec<_> = (0..DELETE_BATCH + 5)
+            .map(|n| {
+                let mut old = event("page_viewed");
+                old.occurred_at =
+                    now - chrono::Duration::days(10) + chrono::Duration::seconds(n as i64);
+                old
+            })
+            .chain(std::iter::once(event("page_viewed")))
+            .collect();
+        store.insert_events(&events).await.expect("insert");
+        let swept = sweep(store.as_ref(), now - chrono::Duration::days(1))
+            .await
+            .expect("sweep");
+        assert_eq!(swept.events, DELETE_BATCH + 5);
+        assert_eq!(store.count_events().await.expect("count"), 1);
+        let again = sweep(store.as_ref(), now - chrono::Duration::days(1))
+            .await
+            .expect("sweep");
+        assert_eq!(again, Swept::default());
+    }
+}

@@ -1,0 +1,249 @@
+//! `eventIngestion.getMetrics` over JSON-RPC on both backends, against the hand-counted
+//! fixture of `support::metrics_fixture`.
+
+use serde_json::{Value, json};
+use sluice::domain::Role;
+
+use crate::backend_tests;
+use crate::support::metrics_fixture::{self, MetricsFixture};
+use crate::support::{Backend, TestServer, assert_error, call, error_data, jwt};
+
+backend_tests!(
+    every_figure_of_the_fixture_is_right,
+    filters_combine_with_and,
+    hourly_buckets_include_the_empty_ones,
+    bad_metrics_inputs_are_bad_requests,
+    metrics_are_for_admins_only
+);
+
+async fn with_fixture(backend: Backend) -> (TestServer, MetricsFixture) {
+    let server = TestServer::start_with(backend, |config| {
+        config.http.trusted_proxies = "127.0.0.1".into();
+    })
+    .await;
+    let fixture = metrics_fixture::load(&server).await;
+    (server, fixture)
+}
+
+async fn metrics(server: &TestServer, input: Value) -> Value {
+    server
+        .admin_call("eventIngestion.getMetrics", input)
+        .await
+        .expect("getMetrics")
+}
+
+fn item(value: &str, events: u64, visitors: u64) -> Value {
+    json!({"value": value, "events": events, "visitors": visitors})
+}
+
+async fn every_figure_of_the_fixture_is_right(backend: Backend) {
+    let (server, fixture) = with_fixture(backend).await;
+    let report = metrics(
+        &server,
+        json!({"from": fixture.at(0, 0), "to": fixture.at(3, 0)}),
+    )
+    .await;
+    let day = |days| {
+        chrono::DateTime::parse_from_rfc3339(&fixture.at(days, 0))
+            .expect("time")
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    };
+    assert_eq!(report["interval"], "day");
+    // Events 1–8; the repeat and the opted-out session are not stored. Visitors: sessions
+    // 1, 2 and 3, and the user (over sessions 5 and 6); the server event has none.
+    assert_eq!(
+        report["totals"],
+        json!({"events": 8, "pageviews": 6, "visitors": 4, "sessions": 5})
+    );
+    assert_eq!(
+        report["series"],
+        json!([
+            {"t": day(0), "events": 3, "visitors": 2},
+            {"t": day(1), "events": 2, "visitors": 2},
+            {"t": day(2), "events": 3, "visitors": 1},
+        ])
+    );
+    assert_eq!(
+        report["topPages"],
+        json!([
+            item("/home", 3, 3),
+            item("/docs", 2, 2),
+            item("/pricing", 2, 2)
+        ])
+    );
+    assert_eq!(
+        report["topReferrers"],
+        json!([
+            item("duckduckgo.com", 1, 1),
+            item("news.ycombinator.com", 1, 1)
+        ])
+    );
+    assert_eq!(
+        report["topUtmSources"],
+        json!([item("google", 1, 1), item("newsletter", 1, 1)])
+    );
+    assert_eq!(
+        report["topCountries"],
+        json!([item("DE", 4, 2), item("US", 2, 1), item("FR", 1, 1)])
+    );
+    assert_eq!(
+        report["devices"],
+        json!([
+            item("desktop", 4, 2),
+            item("mobile", 2, 1),
+            item("tablet", 1, 1)
+        ])
+    );
+    assert_eq!(
+        report["browsers"],
+        json!([item("Chrome", 5, 3), item("Mobile Safari", 2, 1)])
+    );
+    assert_eq!(
+        report["eventTypes"],
+        json!([
+            item("page_viewed", 6, 4),
+            item("signup_clicked", 1, 1),
+            item("report_exported", 1, 0)
+        ])
+    );
+    let limited = metrics(
+        &server,
+        json!({"from": fixture.at(0, 0), "to": fixture.at(3, 0), "limit": 1}),
+    )
+    .await;
+    assert_eq!(limited["topPages"], json!([item("/home", 3, 3)]));
+    assert_eq!(
+        limited["totals"], report["totals"],
+        "limit trims lists only"
+    );
+}
+
+async fn filters_combine_with_and(backend: Backend) {
+    let (server, fixture) = with_fixture(backend).await;
+    let range = |extra: Value| {
+        let mut input = json!({"from": fixture.at(0, 0), "to": fixture.at(3, 0)});
+        if let (Value::Object(input), Value::Object(extra)) = (&mut input, extra) {
+            input.extend(extra);
+        }
+        input
+    };
+    let germany = metrics(&server, range(json!({"filters": {"country": "DE"}}))).await;
+    assert_eq!(
+        germany["totals"],
+        json!({"events": 4, "pageviews": 4, "visitors": 2, "sessions": 3})
+    );
+    assert_eq!(germany["topCountries"], json!([item("DE", 4, 2)]));
+    let home_in_germany = metrics(
+        &server,
+        range(json!({"filters": {"country": "DE", "path": "/home"}})),
+    )
+    .await;
+    assert_eq!(
+        home_in_germany["totals"],
+        json!({"events": 2, "pageviews": 2, "visitors": 2, "sessions": 2})
+    );
+    let mobile_views = metrics(
+        &server,
+        range(json!({"eventType": "page_viewed", "filters": {"deviceType": "mobile"}})),
+    )
+    .await;
+    assert_eq!(mobile_views["totals"]["events"], 1);
+    assert_eq!(mobile_views["topPages"], json!([item("/home", 1, 1)]));
+    let from_newsletter = metrics(
+        &server,
+        range(json!({"filters": {"utmSource": "newsletter", "referrerHost": "duckduckgo.com"}})),
+    )
+    .await;
+    assert_eq!(from_newsletter["totals"]["events"], 0, "no event has both");
+    assert_eq!(from_newsletter["series"].as_array().map(Vec::len), Some(3));
+}
+
+async fn hourly_buckets_include_the_empty_ones(backend: Backend) {
+    let (server, fixture) = with_fixture(backend).await;
+    let report = metrics(
+        &server,
+        json!({"from": fixture.at(0, 9), "to": fixture.at(0, 13)}),
+    )
+    .await;
+    assert_eq!(report["interval"], "hour");
+    let counts: Vec<(u64, u64)> = report["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|point| {
+            (
+                point["events"].as_u64().unwrap_or(u64::MAX),
+                point["visitors"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    assert_eq!(counts, [(0, 0), (2, 1), (1, 1), (0, 0)]);
+    // `from` is inclusive and `to` exclusive, to the minute.
+    let edge = metrics(
+        &server,
+        json!({"from": fixture.at_minute(0, 10, 15), "to": fixture.at_minute(0, 10, 20)}),
+    )
+    .await;
+    assert_eq!(edge["totals"]["events"], 1);
+}
+
+async fn bad_metrics_inputs_are_bad_requests(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for (input, field) in [
+        (json!({"from": "last tuesday"}), "from"),
+        (json!({"to": "2026-13-01T00:00:00Z"}), "to"),
+        (
+            json!({"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}),
+            "from",
+        ),
+        (
+            json!({"from": "2024-11-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}),
+            "to",
+        ),
+        (json!({"interval": "minute"}), "interval"),
+        (json!({"limit": 0}), "limit"),
+        (json!({"limit": 1000}), "limit"),
+        (json!({"filters": {"city": "Berlin"}}), "filters"),
+    ] {
+        let error = server
+            .admin_call("eventIngestion.getMetrics", input.clone())
+            .await
+            .expect_err("invalid");
+        assert_error(&error, "BAD_REQUEST", -32600);
+        let data = error_data(&error);
+        assert_eq!(data["httpStatus"], 400);
+        assert!(
+            data["zodError"]["fieldErrors"][field].is_array(),
+            "{input} → {data}"
+        );
+    }
+}
+
+async fn metrics_are_for_admins_only(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let error = server
+        .call("eventIngestion.getMetrics", json!({}))
+        .await
+        .expect_err("anonymous");
+    assert_error(&error, "UNAUTHORIZED", -32001);
+    let viewer =
+        server.client_with_authorization(&format!("Bearer {}", jwt("someone", Role::Viewer)));
+    let error = call(&viewer, "eventIngestion.getMetrics", json!({}))
+        .await
+        .expect_err("viewer");
+    assert_error(&error, "FORBIDDEN", -32003);
+    let empty = server
+        .admin_call("eventIngestion.getMetrics", json!({}))
+        .await
+        .expect("an empty store answers");
+    assert_eq!(
+        empty["totals"],
+        json!({"events": 0, "pageviews": 0, "visitors": 0, "sessions": 0})
+    );
+    assert_eq!(
+        empty["series"].as_array().map(Vec::len),
+        Some(8),
+        "7 days from mid-day"
+    );
+}
