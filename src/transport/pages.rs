@@ -8,6 +8,15 @@ use http::{HeaderValue, header};
 /// the activity feed, over SSE `/api/live`.
 const LIVE_PAGE: &str = include_str!("pages/live.html");
 
+/// The dashboard (DESIGN.md "Metrics"): totals, the series chart and the top lists of a
+/// range, from `eventIngestion.getMetrics`, with click-to-filter.
+const DASHBOARD_PAGE: &str = include_str!("pages/dashboard.html");
+
+/// `GET /dashboard`.
+pub async fn dashboard() -> Response {
+    page(DASHBOARD_PAGE)
+}
+
 /// `GET /live`.
 pub async fn live() -> Response {
     page(LIVE_PAGE)

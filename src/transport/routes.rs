@@ -74,6 +74,7 @@ pub fn router(state: AppState, json_rpc: JsonRpcService) -> Router {
         .route("/metrics", get(probes::metrics))
         .route(sse::LIVE_SSE_PATH, get(sse::live))
         .route("/live", get(pages::live))
+        .route("/dashboard", get(pages::dashboard))
         .route_service(
             "/",
             ServiceBuilder::new()

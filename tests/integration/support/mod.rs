@@ -1,7 +1,9 @@
 //! The test harness: a real Sluice server on port 0 over a fresh database, with JSON-RPC
 //! clients (HTTP and WebSocket) and a raw HTTP client for asserting exact wire bytes.
 
+pub mod browser;
 pub mod database;
+pub mod metrics_fixture;
 pub mod mmdb;
 pub mod process;
 pub mod proxy;
