@@ -19,8 +19,11 @@
 //!   what was persisted by the end of it, and how long the rest took to drain;
 //! - peak RSS over a million events;
 //! - live: `track` with 100 SSE viewers against none, and the delay to a viewer
-//!   (`SLUICE_BENCH_ONLY=live` runs only this).
+//!   (`SLUICE_BENCH_ONLY=live` runs only this);
+//! - metrics: `getMetrics` over a million stored events, 30 days and 24 hours
+//!   (`SLUICE_BENCH_ONLY=metrics` runs only this, on SQLite and PostgreSQL).
 
+mod metrics;
 mod traffic;
 
 use std::sync::Arc;
@@ -814,9 +817,28 @@ async fn main() {
         }
     }
     let mut targets = vec![("sqlite", Target::Sqlite(dir.path().to_owned()))];
-    if let Ok(admin) = std::env::var("SLUICE_TEST_POSTGRES_URL")
-        && !admin.is_empty()
-    {
+    let postgres_url = std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    if only.as_deref().is_none_or(|only| only == "metrics") {
+        println!("\n## metrics (sqlite)");
+        let database = format!("sqlite://{}", dir.path().join("metrics.db").display());
+        metrics::run(&database, realistic).await;
+        if let Some(admin) = &postgres_url {
+            println!("\n## metrics (postgres)");
+            let mut databases = BenchDatabases {
+                admin: admin.clone(),
+                names: Vec::new(),
+            };
+            let database = databases.create("metrics").await;
+            metrics::run(&database, realistic).await;
+            databases.drop_all().await;
+        }
+        if only.is_some() {
+            return;
+        }
+    }
+    if let Some(admin) = postgres_url {
         targets.push((
             "postgres",
             Target::Postgres(BenchDatabases {
@@ -1075,48 +1097,218 @@ async fn main() {
     );
 }
 
-/// `track` with [`LIVE_VIEWERS`] SSE viewers on `/api/live` against none (measured before and
-/// after), and how long an event takes from its `track` request being sent to a viewer
-/// reading it. Viewers read every byte; one of them, through an HTTP client, also looks for
-/// the probe events, each tracked with a unique path every 20 ms.
+/// `track` with [`LIVE_VIEWERS`] SSE viewers on `/api/live` against none, in
+/// [`LIVE_ROUNDS`] interleaved rounds (none, then with viewers) so that the machine's drift
+/// falls on both sides alike, and how long an event takes from its `track` request being
+/// sent to a viewer reading it. Viewers read every byte; one of them, through an HTTP
+/// client, also looks for the probe events, each tracked with a unique path every 20 ms.
 async fn live_viewers(
     database_url: &str,
     connections: usize,
     duration: Duration,
     traffic: Traffic,
 ) {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
-
-    const TOKEN: &str = "bench-admin-token-0123456789";
     let server = start(database_url, |config| {
-        config.auth.admin_token = Some(TOKEN.to_owned());
+        config.auth.admin_token = Some(LIVE_TOKEN.to_owned());
         config.live.live_max_viewers = LIVE_VIEWERS;
     })
     .await;
     let url = format!("http://{}", server.local_addr());
-    let none_before = track_load(&url, connections, duration, &[], traffic, 40_000_000).await;
-
-    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
-    let delays_us: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let probes = Probes::default();
     let bytes = Arc::new(AtomicU64::new(0));
+    let (mut none, mut with) = (Vec::new(), Vec::new());
+    for round in 0..LIVE_ROUNDS as u64 {
+        none.push(
+            track_load(
+                &url,
+                connections,
+                duration,
+                &[],
+                traffic,
+                40_000_000 + round * 10_000_000,
+            )
+            .await,
+        );
+        let viewers = connect_viewers(&server, &probes, &bytes).await;
+        let probing = probes.start(&url);
+        with.push(
+            track_load(
+                &url,
+                connections,
+                duration,
+                &[],
+                traffic,
+                45_000_000 + round * 10_000_000,
+            )
+            .await,
+        );
+        probes.stop(probing).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for viewer in &viewers {
+            viewer.abort();
+        }
+        while server.service().live_viewers().connected() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let dropped = server
+        .service()
+        .live_viewers()
+        .counters()
+        .dropped
+        .load(Ordering::Relaxed);
+    drain(&server).await;
+    server.stop().await;
+
+    let rates = |runs: &[Run]| {
+        runs.iter()
+            .map(|run| format!("{:.0}", run.rate()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mean = |runs: &[Run]| runs.iter().map(Run::rate).sum::<f64>() / runs.len() as f64;
+    println!(
+        "track req/s, {LIVE_ROUNDS} rounds: no viewer {}; {LIVE_VIEWERS} SSE viewers {} (last: {}); viewers read {:.1} MB, {dropped} dropped",
+        rates(&none),
+        rates(&with),
+        with.last().map(Run::latencies).unwrap_or_default(),
+        bytes.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let (delays, answered) = (
+        probes.sorted(&probes.delivered_us),
+        probes.sorted(&probes.answered_us),
+    );
+    println!(
+        "send → delivery to a viewer ({} probes): p50 {:.2} ms, p99 {:.2} ms (send → track answered: p50 {:.2} ms, p99 {:.2} ms)",
+        delays.len(),
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99),
+        percentile(&answered, 0.5),
+        percentile(&answered, 0.99)
+    );
+    let r = mean(&with) / mean(&none);
+    println!(
+        "  track with {LIVE_VIEWERS} viewers / with none = {r:.2} (target >= 0.90: {})",
+        verdict(r >= 0.9)
+    );
+}
+
+/// The `p` quantile of sorted microseconds, in milliseconds.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .map_or(f64::NAN, |us| *us as f64 / 1000.0)
+}
+
+const LIVE_TOKEN: &str = "bench-admin-token-0123456789";
+/// Interleaved rounds of the live benchmark.
+const LIVE_ROUNDS: usize = 3;
+
+/// The probe events of the live benchmark: when each was sent, how long until its `track`
+/// was answered and until the probing viewer read it.
+#[derive(Default, Clone)]
+struct Probes {
+    sent: Arc<std::sync::Mutex<std::collections::HashMap<u64, Instant>>>,
+    delivered_us: Arc<std::sync::Mutex<Vec<u64>>>,
+    answered_us: Arc<std::sync::Mutex<Vec<u64>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Probes {
+    fn sorted(&self, list: &std::sync::Mutex<Vec<u64>>) -> Vec<u64> {
+        let mut list = list.lock().map(|d| d.clone()).unwrap_or_default();
+        list.sort_unstable();
+        list
+    }
+
+    /// A viewer read `text`: the probes in it are delivered.
+    fn read(&self, text: &str) {
+        for probe in text.split("\"/probe/").skip(1) {
+            let digits: String = probe.chars().take_while(char::is_ascii_digit).collect();
+            let Ok(n) = digits.parse::<u64>() else {
+                continue;
+            };
+            let started = self.sent.lock().ok().and_then(|mut sent| sent.remove(&n));
+            if let (Some(started), Ok(mut delays)) = (started, self.delivered_us.lock()) {
+                delays.push(started.elapsed().as_micros() as u64);
+            }
+        }
+    }
+
+    /// Tracks a probe every 20 ms until [`stop`](Self::stop).
+    fn start(
+        &self,
+        url: &str,
+    ) -> (
+        Arc<std::sync::atomic::AtomicBool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let probing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let task = load_generator().spawn({
+            let (probes, probing, url) = (self.clone(), probing.clone(), url.to_owned());
+            async move {
+                let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+                while probing.load(Ordering::Relaxed) {
+                    let n = probes.next.fetch_add(1, Ordering::Relaxed);
+                    let body = rpc_json(
+                        "eventIngestion.track",
+                        json!({"eventType": "page_viewed", "sessionId": uuid::Uuid::now_v7(),
+                               "props": {"path": format!("/probe/{n}")}}),
+                    );
+                    let started = Instant::now();
+                    if let Ok(mut sent) = probes.sent.lock() {
+                        sent.insert(n, started);
+                    }
+                    let request = http::Request::post(&url)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body.to_string())))
+                        .expect("request");
+                    if let Ok(response) = client.request(request).await {
+                        let _ = response.into_body().collect().await;
+                        if let Ok(mut answered) = probes.answered_us.lock() {
+                            answered.push(started.elapsed().as_micros() as u64);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+        (probing, task)
+    }
+
+    async fn stop(
+        &self,
+        (probing, task): (
+            Arc<std::sync::atomic::AtomicBool>,
+            tokio::task::JoinHandle<()>,
+        ),
+    ) {
+        probing.store(false, Ordering::Relaxed);
+        let _ = task.await;
+    }
+}
+
+/// Connects [`LIVE_VIEWERS`] viewers and waits until the server counts them all. Viewer 0
+/// reads plain text through an HTTP client and reports the probes; the others read as a
+/// remote browser costs the server: they take gzip as browsers do, and read raw bytes off
+/// the socket in big reads, with no HTTP client decoding them here.
+async fn connect_viewers(
+    server: &RunningServer,
+    probes: &Probes,
+    bytes: &Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let address = server.local_addr();
     let mut viewers = Vec::new();
     for viewer in 0..LIVE_VIEWERS {
-        let (sent, delays_us, bytes) = (sent.clone(), delays_us.clone(), bytes.clone());
-        let live_url = format!("{url}/api/live");
+        let (probes, bytes) = (probes.clone(), bytes.clone());
         if viewer != 0 {
-            // The other viewers read as a remote browser costs the server: they take gzip
-            // as browsers do, and read raw bytes off the socket in big reads, with no HTTP
-            // client decoding them here.
-            let address = server.local_addr();
             viewers.push(load_generator().spawn(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let Ok(mut socket) = tokio::net::TcpStream::connect(address).await else {
                     return;
                 };
                 let request = format!(
-                    "GET /api/live HTTP/1.1\r\nhost: {address}\r\naccept-encoding: gzip, deflate, br\r\nauthorization: Bearer {TOKEN}\r\n\r\n"
+                    "GET /api/live HTTP/1.1\r\nhost: {address}\r\naccept-encoding: gzip, deflate, br\r\nauthorization: Bearer {LIVE_TOKEN}\r\n\r\n"
                 );
                 if socket.write_all(request.as_bytes()).await.is_err() {
                     return;
@@ -1133,8 +1325,8 @@ async fn live_viewers(
         }
         viewers.push(load_generator().spawn(async move {
             let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-            let request = http::Request::get(&live_url)
-                .header("authorization", format!("Bearer {TOKEN}"))
+            let request = http::Request::get(format!("http://{address}/api/live"))
+                .header("authorization", format!("Bearer {LIVE_TOKEN}"))
                 .body(Full::new(Bytes::new()))
                 .expect("request");
             let Ok(response) = client.request(request).await else {
@@ -1146,94 +1338,14 @@ async fn live_viewers(
                     continue;
                 };
                 bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                let text = String::from_utf8_lossy(&data);
-                for probe in text.split("\"/probe/").skip(1) {
-                    let digits: String = probe.chars().take_while(char::is_ascii_digit).collect();
-                    let Ok(n) = digits.parse::<u64>() else {
-                        continue;
-                    };
-                    let started = sent.lock().ok().and_then(|mut sent| sent.remove(&n));
-                    if let (Some(started), Ok(mut delays)) = (started, delays_us.lock()) {
-                        delays.push(started.elapsed().as_micros() as u64);
-                    }
-                }
+                probes.read(&String::from_utf8_lossy(&data));
             }
         }));
     }
     while server.service().live_viewers().connected() < LIVE_VIEWERS {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let probing = Arc::new(AtomicBool::new(true));
-    let probe = load_generator().spawn({
-        let (sent, probing, url) = (sent.clone(), probing.clone(), url.clone());
-        async move {
-            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-            let mut n = 0u64;
-            while probing.load(Ordering::Relaxed) {
-                n += 1;
-                let body = rpc_json(
-                    "eventIngestion.track",
-                    json!({"eventType": "page_viewed", "sessionId": uuid::Uuid::now_v7(),
-                           "props": {"path": format!("/probe/{n}")}}),
-                );
-                if let Ok(mut sent) = sent.lock() {
-                    sent.insert(n, Instant::now());
-                }
-                let request = http::Request::post(&url)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body.to_string())))
-                    .expect("request");
-                if let Ok(response) = client.request(request).await {
-                    let _ = response.into_body().collect().await;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    });
-    let with_viewers = track_load(&url, connections, duration, &[], traffic, 50_000_000).await;
-    probing.store(false, Ordering::Relaxed);
-    let _ = probe.await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let dropped = server
-        .service()
-        .live_viewers()
-        .counters()
-        .dropped
-        .load(Ordering::Relaxed);
-    for viewer in &viewers {
-        viewer.abort();
-    }
-    let none_after = track_load(&url, connections, duration, &[], traffic, 60_000_000).await;
-    drain(&server).await;
-    server.stop().await;
-
-    let mut delays = delays_us.lock().map(|d| d.clone()).unwrap_or_default();
-    delays.sort_unstable();
-    let at = |p: f64| {
-        delays
-            .get(((delays.len() as f64 * p) as usize).min(delays.len().saturating_sub(1)))
-            .map_or(f64::NAN, |us| *us as f64 / 1000.0)
-    };
-    let none = (none_before.rate() + none_after.rate()) / 2.0;
-    println!(
-        "track with no live viewer: {:.0} req/s before, {:.0} req/s after; with {LIVE_VIEWERS} SSE viewers: {:.0} req/s, {}; viewers read {:.1} MB, {dropped} dropped",
-        none_before.rate(),
-        none_after.rate(),
-        with_viewers.rate(),
-        with_viewers.latencies(),
-        bytes.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    println!(
-        "send → delivery to a viewer ({} probes): p50 {:.2} ms, p99 {:.2} ms",
-        delays.len(),
-        at(0.5),
-        at(0.99)
-    );
-    let r = with_viewers.rate() / none;
-    println!(
-        "  track with {LIVE_VIEWERS} viewers / with none = {r:.2} (target >= 0.90: {})",
-        verdict(r >= 0.9)
-    );
+    viewers
 }
 
 /// Live viewers in the live benchmark.

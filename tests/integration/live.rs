@@ -27,6 +27,7 @@ backend_tests!(
     the_json_rpc_subscription_streams_the_same_items,
     the_live_page_is_served,
     visitors_leave_after_five_minutes_by_the_servers_clock,
+    the_stream_is_gzip_when_the_viewer_takes_it,
 );
 
 const SOON: Duration = Duration::from_secs(5);
@@ -116,6 +117,51 @@ async fn the_stream_counts_each_visitor_once_on_its_latest_page(backend: Backend
         !text.contains("alice") && !text.contains("127.0.0.1"),
         "no personal data: {text}"
     );
+}
+
+async fn the_stream_is_gzip_when_the_viewer_takes_it(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let url = format!("{}/api/live", server.http_url());
+    let authorization = format!("Bearer {ADMIN_TOKEN}");
+    let plain = sse::open(&url, &[("authorization", &authorization)]).await;
+    assert!(plain.headers.get("content-encoding").is_none());
+    assert_eq!(plain.headers["vary"], "accept-encoding");
+    drop(plain);
+    let mut stream = sse::open(
+        &url,
+        &[
+            ("authorization", &authorization),
+            ("accept-encoding", "gzip, deflate, br"),
+        ],
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(stream.headers["content-encoding"], "gzip");
+    connected(&mut stream).await;
+    // Events a batch apart and within one batch: each arrives once, in order, and the
+    // stream inflates as it comes (the decoder would fail on a broken segment).
+    let mut sent = Vec::new();
+    for round in 0..3 {
+        for n in 0..5 {
+            sent.push(
+                server
+                    .track(view(Uuid::now_v7(), &format!("/gzip/{round}/{n}")))
+                    .await,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    let mut received = Vec::new();
+    while received.len() < sent.len() {
+        let frame = stream.next_of("new_event", SOON).await;
+        received.push(
+            frame
+                .id
+                .and_then(|id| Uuid::parse_str(&id).ok())
+                .expect("an id"),
+        );
+    }
+    assert_eq!(received, sent);
 }
 
 async fn the_stream_is_for_admins_only(backend: Backend) {

@@ -13,7 +13,7 @@
 //! frames (and compresses) it once for all of them and writes it to each in one write.
 //!
 //! Memory is bounded whatever the traffic: at most [`RECENT_EVENTS`] events in the ring,
-//! [`BATCH_QUEUE`] batches of at most [`MAX_BATCH_EVENTS`] in the broadcast, and
+//! [`BATCH_QUEUE`] batches of at most [`MAX_EVENTS_PER_BATCH`] in the broadcast, and
 //! [`MAX_VISITORS`] visitors in the window. Past that
 //! many distinct visitors within five minutes, new ones are not tracked until older ones
 //! expire (counted in [`LiveHub::untracked_visitors`]), so `currentVisitors` saturates at the
@@ -44,11 +44,11 @@ pub const SNAPSHOT_EVENTS: usize = 20;
 /// Most visitors tracked in the window.
 pub const MAX_VISITORS: usize = 100_000;
 /// Batches a viewer may fall behind before it is dropped.
-pub const BATCH_QUEUE: usize = 64;
+pub const BATCH_QUEUE: usize = 32;
 /// Most events in one batch.
-pub const MAX_BATCH_EVENTS: usize = 256;
+pub const MAX_EVENTS_PER_BATCH: usize = 1_024;
 /// Least time between two batches while events keep coming.
-pub const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+pub const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// An event in the hub: its place in the hub's order and its message, serialized once for
 /// every viewer.
@@ -308,7 +308,7 @@ async fn batch_events(hub: Weak<LiveHub>, wake: Arc<Notify>) {
         if unbatched.is_empty() {
             continue;
         }
-        for chunk in unbatched.chunks(MAX_BATCH_EVENTS) {
+        for chunk in unbatched.chunks(MAX_EVENTS_PER_BATCH) {
             // No viewer left is not an error.
             let _ = hub.sender.send(Arc::new(LiveBatch::new(chunk.to_vec())));
         }

@@ -32,6 +32,8 @@ pub struct SseStream {
     pub headers: http::HeaderMap,
     body: Incoming,
     buffer: String,
+    /// Inflates a `Content-Encoding: gzip` stream as it comes, frame by frame.
+    gzip: Option<flate2::write::GzDecoder<Vec<u8>>>,
 }
 
 /// GETs `url` with `headers` and returns the open stream (or the error response).
@@ -46,11 +48,18 @@ pub async fn open(url: &str, headers: &[(&str, &str)]) -> SseStream {
         .await
         .expect("HTTP round trip");
     let (parts, body) = response.into_parts();
+    let gzip = (parts
+        .headers
+        .get("content-encoding")
+        .map(|value| value.as_bytes())
+        == Some(b"gzip"))
+    .then(|| flate2::write::GzDecoder::new(Vec::new()));
     SseStream {
         status: parts.status,
         headers: parts.headers,
         body,
         buffer: String::new(),
+        gzip,
     }
 }
 
@@ -70,7 +79,16 @@ impl SseStream {
             }
             let frame = self.body.frame().await?.ok()?;
             if let Ok(data) = frame.into_data() {
-                self.buffer.push_str(&String::from_utf8_lossy(&data));
+                match &mut self.gzip {
+                    Some(decoder) => {
+                        use std::io::Write as _;
+                        decoder.write_all(&data).expect("a valid gzip stream");
+                        decoder.flush().expect("inflated");
+                        let inflated = std::mem::take(decoder.get_mut());
+                        self.buffer.push_str(&String::from_utf8_lossy(&inflated));
+                    }
+                    None => self.buffer.push_str(&String::from_utf8_lossy(&data)),
+                }
             }
         }
     }
