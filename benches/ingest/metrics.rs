@@ -43,7 +43,7 @@ fn stored_event(traffic: Traffic, n: u64, now: chrono::DateTime<chrono::Utc>) ->
         0x5e55_0000_0000_7000_8000_0000_0000_0000 | u128::from(session),
     ));
     // A signed-in user on one session in five, over several sessions each.
-    if session % 5 == 0 {
+    if session.is_multiple_of(5) {
         event.user_id = Some(format!("user-{}", session % 7_919));
     }
     let (device, browser) = DEVICES[(session % DEVICES.len() as u64) as usize];

@@ -47,6 +47,7 @@ test('the dashboard shows the figures and filters by a click', async () => {
     assert.equal(await page.evaluate(() => sessionStorage.getItem('sluice.adminToken')), SLUICE_ADMIN_TOKEN);
     assert.equal(await page.locator('#ranges [aria-pressed="true"]').textContent(), '7 days');
     assert.equal(await page.locator('#interval').textContent(), 'day');
+    assert.ok(await page.locator('#custom').isHidden(), 'the custom range inputs only for Custom');
     const week = await bars(page);
     // From the day holding `from` to the one before `to`: 8 days, or 7 when `to` is midnight.
     assert.ok([7, 8].includes(week.length), `${week.length} bars`);
@@ -81,6 +82,7 @@ test('the dashboard shows the figures and filters by a click', async () => {
 
     // A custom range: exactly the fixture's three days.
     await page.locator('#ranges [data-range="custom"]').click();
+    assert.ok(await page.locator('#custom').isVisible());
     await page.locator('#from').fill(SLUICE_FIXTURE_FROM.slice(0, 16));
     await page.locator('#to').fill(SLUICE_FIXTURE_TO.slice(0, 16));
     await page.locator('#custom button').click();
