@@ -30,6 +30,7 @@ use tower::layer::util::{Identity, Stack};
 use super::http::HttpSettings;
 use super::limits::read_body;
 use super::notifications::ExecuteNotificationsLayer;
+use super::plain_text;
 use super::responses::{error_response, json_rpc_error_response};
 use crate::api::error::{ApiError, ErrorCode, ZodError};
 use crate::api::live::{LIVE_PATH, LiveInput, LiveItem, SUBSCRIBE_METHOD, UNSUBSCRIBE_METHOD};
@@ -266,11 +267,20 @@ impl Shared {
     }
 
     async fn http(&self, request: Request) -> Result<Response, BoxError> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let bytes = match read_body(body, self.max_body_bytes).await {
             Ok(bytes) => bytes,
             Err(error) => return Ok(json_rpc_error_response(&error)),
         };
+        // jsonrpsee takes JSON only: a tracking call sent as text/plain is JSON by contract.
+        if plain_text::is_plain_text(&parts.headers)
+            && plain_text::json_rpc_takes_plain_text(&bytes)
+        {
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+        }
         let request = Request::from_parts(parts, Full::new(bytes));
         Ok(self.rpc().call(request).await?.map(Body::new))
     }

@@ -9,7 +9,9 @@
 //!   notifications run.
 //! - [`trpc`]: tRPC's HTTP wire format at `/api/trpc/…`, over the same procedures.
 //! - [`sse`]: the live stream as Server-Sent Events, at `/api/live` and as the tRPC
-//!   subscription; [`pages`]: the HTML pages (`/live`).
+//!   subscription; [`pages`]: the HTML pages (`/live`, `/dashboard`).
+//! - [`plain_text`]: which calls take a `text/plain` JSON body (beacons);
+//!   [`tracker_script`]: the browser tracker at `/sluice.js`.
 //! - [`probes`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`responses`]: error replies in the shared shape; [`client_ip`]: who the caller is
 //!   behind trusted proxies.
@@ -21,9 +23,11 @@ pub mod jsonrpc;
 pub mod limits;
 pub mod notifications;
 pub mod pages;
+pub mod plain_text;
 pub mod probes;
 pub mod request_context;
 pub mod responses;
 pub mod routes;
 pub mod sse;
+pub mod tracker_script;
 pub mod trpc;

@@ -9,6 +9,8 @@
 //! | `/metrics`       | GET          | Prometheus text ([`probes::metrics`])     |
 //! | `/api/live`      | GET          | the live stream as SSE ([`sse::live`])    |
 //! | `/live`          | GET          | the live page ([`pages::live`])           |
+//! | `/dashboard`     | GET          | the dashboard ([`pages::dashboard`])      |
+//! | `/sluice.js`     | GET          | the browser tracker ([`tracker_script::tracker_script`]) |
 //! | anything else    |              | NOT_FOUND in the shared error shape       |
 //!
 //! Around every route, outermost first: tracing, CORS, the request context. Routes that read
@@ -31,7 +33,7 @@ use super::jsonrpc::JsonRpcService;
 use super::limits::{BodyLimitLayer, ErrorShape};
 use super::request_context::{RequestContextLayer, TrustedProxies};
 use super::responses::error_response;
-use super::{pages, probes, sse, trpc};
+use super::{pages, probes, sse, tracker_script, trpc};
 use crate::api::EventIngestion;
 use crate::api::error::{ApiError, ErrorCode};
 
@@ -75,6 +77,7 @@ pub fn router(state: AppState, json_rpc: JsonRpcService) -> Router {
         .route(sse::LIVE_SSE_PATH, get(sse::live))
         .route("/live", get(pages::live))
         .route("/dashboard", get(pages::dashboard))
+        .route("/sluice.js", get(tracker_script::tracker_script))
         .route_service(
             "/",
             ServiceBuilder::new()

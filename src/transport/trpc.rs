@@ -17,6 +17,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use super::limits::read_body;
+use super::plain_text;
 use super::responses::{self, status_of};
 use super::routes::AppState;
 use super::sse;
@@ -193,7 +194,7 @@ async fn decode_calls(
             .uri()
             .query()
             .and_then(|query| query_param(query, "input")),
-        Method::POST => read_text_body(request, max_body_bytes).await?,
+        Method::POST => read_text_body(request, paths, max_body_bytes).await?,
         ref other => {
             return Err(ApiError::new(
                 ErrorCode::MethodNotSupported,
@@ -234,30 +235,26 @@ async fn decode_calls(
         .collect())
 }
 
-async fn read_text_body(request: Request, limit: usize) -> Result<Option<String>, ApiError> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| {
-            value
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+async fn read_text_body(
+    request: Request,
+    paths: &[String],
+    limit: usize,
+) -> Result<Option<String>, ApiError> {
+    let content_type = plain_text::media_type(request.headers());
     let bytes = read_body(request.into_body(), limit).await?;
     if bytes.is_empty() {
         return Ok(None);
     }
+    let plain_text_taken = content_type.as_deref() == Some("text/plain")
+        && plain_text::all_take_plain_text(paths.iter().map(String::as_str));
     if content_type
         .as_deref()
         .is_some_and(|kind| kind != "application/json")
+        && !plain_text_taken
     {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
-            "Send the input as application/json",
+            "Send the input as application/json (text/plain is taken by track, trackBatch and setConsent only)",
         ));
     }
     String::from_utf8(bytes.to_vec())

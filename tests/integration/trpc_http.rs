@@ -96,12 +96,30 @@ async fn wrong_methods_paths_and_types_are_refused(backend: Backend) {
     let form = request(
         "POST",
         &url(&server, "eventIngestion.track"),
-        &[("content-type", "text/plain")],
+        &[("content-type", "application/x-www-form-urlencoded")],
         "eventType=x",
     )
     .await;
     assert_eq!(form.status, 415);
     assert_eq!(form.body["error"]["data"]["code"], "UNSUPPORTED_MEDIA_TYPE");
+    // text/plain is JSON by contract, and only for the tracking procedures.
+    let plain_not_json = request(
+        "POST",
+        &url(&server, "eventIngestion.track"),
+        &[("content-type", "text/plain")],
+        "eventType=x",
+    )
+    .await;
+    assert_eq!(plain_not_json.status, 400);
+    assert_eq!(plain_not_json.body["error"]["data"]["code"], "PARSE_ERROR");
+    let plain_admin = request(
+        "POST",
+        &url(&server, "eventIngestion.forceFlush"),
+        &[("content-type", "text/plain;charset=UTF-8")],
+        "{}",
+    )
+    .await;
+    assert_eq!(plain_admin.status, 415);
 
     let malformed = request(
         "POST",

@@ -19,7 +19,10 @@ pub fn folder() -> Option<PathBuf> {
         return None;
     }
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !folder.join("node_modules/playwright-core").is_dir() {
+    let installed = ["playwright-core", "terser"]
+        .iter()
+        .all(|package| folder.join("node_modules").join(package).is_dir());
+    if !installed {
         let installed = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&folder)

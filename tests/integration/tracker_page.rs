@@ -1,0 +1,23 @@
+//! The browser tracker `/sluice.js` in real headless Chromium (`tests/browser/tracker.test.mjs`):
+//! a site on another origin, the server cut away and restored by a TCP proxy, beacons,
+//! single-page navigation, refused events and opt-outs, against a real server.
+
+use crate::support::{ADMIN_TOKEN, Backend, TestServer, browser};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tracker_works_in_chromium() {
+    let Some(folder) = browser::folder() else {
+        return;
+    };
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.http.cors_origins = vec!["*".into()];
+    })
+    .await;
+    let directory = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("SLUICE_URL", server.http_url()),
+        ("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+    ];
+    let screenshot = directory.path().join("tracker.png");
+    browser::run(&folder, "tracker.test.mjs", &env, 7, &screenshot).await;
+}
