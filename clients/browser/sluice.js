@@ -61,13 +61,17 @@
       if (r.status == 429 || r.status >= 500) throw { later: +r.headers.get("Retry-After") };
       return r.json();
     });
-  // Backoff: 2 s doubling to 5 min, jittered by ±50 %, never sooner than the server asked.
-  const later = (seconds) => {
+  // One flush at a time is scheduled: after the backoff (2 s, doubling with each failed
+  // flush to 5 min, jittered by ±50 %), never sooner than the server asked.
+  const schedule = (seconds) => timer || (timer = setTimeout(() => { timer = 0; flush(); },
+    1e3 * Math.max(seconds || 0, (wait || 2) * (0.5 + Math.random()))));
+  const failed = (seconds) => {
     wait = Math.min(wait * 2 || 2, 300);
     clearTimeout(timer);
-    timer = setTimeout(flush, 1e3 * Math.max(seconds || 0, wait * (0.5 + Math.random())));
+    timer = 0;
+    schedule(seconds);
   };
-  const enqueue = (event, seconds) => { save([...queue(), event]); later(seconds); };
+  const enqueue = (event, seconds) => { save([...queue(), event]); schedule(seconds); };
   const send = (event) => blocked() || post(rpc("track", event)).then((r) => {
     const s = retryAfter(r.error);
     if (s != null) enqueue(event, s);
@@ -89,10 +93,10 @@
       const sent = batch.map(key);
       save(retry.concat(queue().filter((e) => !sent.includes(key(e)))));
       sending = 0;
-      if (retry.length) return later(after);
+      if (retry.length) return failed(after);
       wait = 0;
       return flush();
-    }, (e) => { sending = 0; later(e.later); });
+    }, (e) => { sending = 0; failed(e.later); });
   }
 
   // The page goes away: what waits goes out by beacon. It stays queued as well, and a

@@ -13,7 +13,7 @@ import { chromium } from 'playwright-core';
 
 import { buildTracker, built } from './build-tracker.mjs';
 
-const { SLUICE_URL, SLUICE_ADMIN_TOKEN, SLUICE_SCREENSHOT } = process.env;
+const { SLUICE_URL, SLUICE_LIMITED_URL, SLUICE_ADMIN_TOKEN, SLUICE_SCREENSHOT } = process.env;
 const USER_AGENT = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
 
 // A TCP proxy in front of Sluice: `cut()` closes every connection and refuses new ones.
@@ -33,6 +33,7 @@ function startProxy() {
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
+  server.unref();
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
     url: `http://127.0.0.1:${server.address().port}`,
     cut() { up = false; for (const socket of sockets) socket.destroy(); },
@@ -48,12 +49,13 @@ function startSite(sluice, attributes = '') {
     response.end(`<!doctype html><title>site</title><h1>${request.url}</h1>` +
       `<script defer src="${sluice}/sluice.js" data-endpoint="${sluice}" ${attributes}></script>`);
   });
+  server.unref();
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () =>
     resolve({ url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() })));
 }
 
-async function admin(method, params = {}) {
-  const response = await fetch(SLUICE_URL, {
+async function admin(method, params = {}, url = SLUICE_URL) {
+  const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${SLUICE_ADMIN_TOKEN}` },
     body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: `eventIngestion.${method}`, params }),
@@ -64,20 +66,20 @@ async function admin(method, params = {}) {
 }
 
 // How many stored events have each event type / path (metrics of the last day).
-async function stored() {
-  await admin('forceFlush');
+async function stored(url = SLUICE_URL) {
+  await admin('forceFlush', {}, url);
   const from = new Date(Date.now() - 36e5).toISOString();
   const to = new Date(Date.now() + 36e5).toISOString();
-  const report = await admin('getMetrics', { from, to, limit: 100 });
+  const report = await admin('getMetrics', { from, to, limit: 100 }, url);
   const count = (list) => Object.fromEntries(list.map((item) => [item.value, item.events]));
   return { types: count(report.eventTypes), pages: count(report.topPages),
     sources: count(report.topUtmSources), referrers: count(report.topReferrers), report };
 }
 
-async function waitFor(check, what, ms = 8000) {
+async function waitFor(check, what, ms = 8000, url = SLUICE_URL) {
   const deadline = Date.now() + ms;
   for (;;) {
-    const seen = await stored();
+    const seen = await stored(url);
     if (check(seen)) return seen;
     if (Date.now() > deadline) assert.fail(`${what}: ${JSON.stringify(seen.types)} ${JSON.stringify(seen.pages)}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -198,6 +200,22 @@ test('single-page navigation gives one page view per route', async () => {
     'one view per route (and one more for /spa/a on back)');
   assert.equal(seen.pages['/spa/a'], 2);
   await tab.close();
+});
+
+test('what the server rate-limits waits and comes back after retryAfterSeconds, stored once', async () => {
+  const limitedSite = await startSite(SLUICE_LIMITED_URL);
+  const tab = await context();
+  const page = await tab.newPage();
+  await page.goto(`${limitedSite.url}/burst`);
+  await page.waitForFunction(() => window.sluice);
+  // 80 events at once against a burst of 50 and 10 a second: some are refused with 429.
+  await page.evaluate(() => { for (let i = 0; i < 80; i++) sluice.track('burst', { n: i }); });
+  await page.waitForFunction(() => JSON.parse(localStorage.getItem('sluice.queue') || '[]').length > 0);
+  const seen = await waitFor((s) => s.types.burst === 80, 'every burst event', 30000, SLUICE_LIMITED_URL);
+  assert.equal(seen.types.burst, 80);
+  await page.waitForFunction(() => JSON.parse(localStorage.getItem('sluice.queue') || '[]').length === 0);
+  await tab.close();
+  limitedSite.close();
 });
 
 test('a refused event is dropped with a warning, never retried', async () => {

@@ -43,13 +43,16 @@ pub async fn run(
     passes: usize,
     screenshot: &Path,
 ) {
-    let output = tokio::process::Command::new("node")
+    let running = tokio::process::Command::new("node")
         .args(["--test", "--test-reporter=tap", script])
         .current_dir(folder)
         .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
         .env("SLUICE_SCREENSHOT", screenshot)
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(300), running)
         .await
+        .unwrap_or_else(|_| panic!("{script} still running after 5 minutes"))
         .expect("node");
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(
