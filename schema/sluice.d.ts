@@ -301,6 +301,8 @@ export interface TrackEventInput {
   props?: Record<string, unknown> | null;
   sessionId?: string | null;
   source?: EventSource;
+  /** The user a trusted server tracks for: only from a SERVICE JWT or the admin token; from anyone else it is an unknown field. */
+  userId?: string | null;
 }
 
 /** The output of `eventIngestion.track`. */

@@ -153,7 +153,7 @@ fn token_error_message(error: &jsonwebtoken::errors::Error) -> String {
             "algorithm not allowed (HS256 only)"
         }
         ErrorKind::ImmatureSignature => "not valid yet",
-        ErrorKind::Json(_) => "claims do not match (sub, role ADMIN|CREATOR|BRAND|VIEWER)",
+        ErrorKind::Json(_) => "claims do not match (sub, role ADMIN|CREATOR|BRAND|VIEWER|SERVICE)",
         _ => "malformed",
     };
     format!("Invalid token: {reason}")

@@ -21,9 +21,12 @@
 //! - live: `track` with 100 SSE viewers against none, and the delay to a viewer
 //!   (`SLUICE_BENCH_ONLY=live` runs only this);
 //! - metrics: `getMetrics` over a million stored events, 30 days and 24 hours
-//!   (`SLUICE_BENCH_ONLY=metrics` runs only this, on SQLite and PostgreSQL).
+//!   (`SLUICE_BENCH_ONLY=metrics` runs only this, on SQLite and PostgreSQL);
+//! - the server tracker: `Tracker::track`'s cost on the calling task and one tracker's
+//!   events/s into a local Sluice (`SLUICE_BENCH_ONLY=tracker`).
 
 mod metrics;
+mod tracker;
 mod traffic;
 
 use std::sync::Arc;
@@ -820,6 +823,14 @@ async fn main() {
     let postgres_url = std::env::var("SLUICE_TEST_POSTGRES_URL")
         .ok()
         .filter(|url| !url.is_empty());
+    if only.as_deref().is_none_or(|only| only == "tracker") {
+        println!("\n## server tracker (sqlite)");
+        let database = format!("sqlite://{}", dir.path().join("tracker.db").display());
+        tracker::run(&database).await;
+        if only.is_some() {
+            return;
+        }
+    }
     if only.as_deref().is_none_or(|only| only == "metrics") {
         println!("\n## metrics (sqlite)");
         let database = format!("sqlite://{}", dir.path().join("metrics.db").display());

@@ -11,6 +11,8 @@ pub enum Role {
     Creator,
     Brand,
     Viewer,
+    /// A trusted server: may track events on behalf of a user (`userId`).
+    Service,
 }
 
 impl Role {
@@ -20,6 +22,7 @@ impl Role {
             Self::Creator => "CREATOR",
             Self::Brand => "BRAND",
             Self::Viewer => "VIEWER",
+            Self::Service => "SERVICE",
         }
     }
 }
@@ -65,6 +68,30 @@ impl Caller {
             Self::AdminToken => true,
             Self::User(claims) => claims.role == Role::Admin,
             Self::Anonymous => false,
+        }
+    }
+
+    /// Whether this caller may set `userId` on an event (DESIGN.md "Trusted servers"): a
+    /// SERVICE JWT or the admin token.
+    pub fn may_act_for_users(&self) -> bool {
+        match self {
+            Self::AdminToken => true,
+            Self::User(claims) => claims.role == Role::Service,
+            Self::Anonymous => false,
+        }
+    }
+
+    /// The identity stamped on an event this caller tracks for `user_id`, when it may.
+    pub fn identity_for(&self, user_id: Option<&str>) -> EventIdentity {
+        match user_id {
+            Some(user) if self.may_act_for_users() => EventIdentity {
+                actor_id: Some(user.to_owned()),
+                actor_type: "service".to_owned(),
+                user_id: Some(user.to_owned()),
+                creator_id: None,
+                brand_id: None,
+            },
+            _ => self.identity(),
         }
     }
 

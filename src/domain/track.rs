@@ -88,6 +88,11 @@ pub struct TrackEventInput {
     #[validate(custom(function = "uuid"))]
     #[schemars(extend("format" = "uuid"))]
     pub idempotency_key: Option<String>,
+    /// The user a trusted server tracks for: only from a SERVICE JWT or the admin token;
+    /// from anyone else it is an unknown field.
+    #[validate(length(min = 1, max = 255, message = "must be 1 to 255 characters"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 /// What happened to one tracked event.

@@ -319,6 +319,7 @@ mod tests {
             .validate(
                 Some(json!({"eventType": "page_viewed", "props": {"n": uuid::Uuid::now_v7()}})),
                 pipeline.now(),
+                &Caller::Anonymous,
             )
             .expect("valid");
         pipeline

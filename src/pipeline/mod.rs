@@ -219,8 +219,14 @@ impl Pipeline {
         &self,
         raw: Option<serde_json::Value>,
         received_at: chrono::DateTime<chrono::Utc>,
+        caller: &Caller,
     ) -> Result<ValidEvent, crate::domain::ZodError> {
-        let result = validation::validate_track_input(raw, &self.config.rules, received_at);
+        let result = validation::validate_track_input(
+            raw,
+            &self.config.rules,
+            received_at,
+            caller.may_act_for_users(),
+        );
         if result.is_err() {
             Stats::add(&self.stats.rejected, 1);
         }
@@ -436,7 +442,7 @@ impl Pipeline {
             occurred_at,
             received_at,
         } = valid;
-        let identity = caller.identity();
+        let identity = caller.identity_for(input.user_id.as_deref());
         let mut attribution = input.attribution.unwrap_or_default();
         let enrichment = if self.config.enable_enrichment {
             self.enricher.enrich(context, &mut attribution)
@@ -565,7 +571,7 @@ mod tests {
         context: &RequestContext,
     ) -> Result<TrackEventOutput, PipelineError> {
         let valid = pipeline
-            .validate(Some(input), pipeline.now())
+            .validate(Some(input), pipeline.now(), &Caller::Anonymous)
             .expect("valid");
         pipeline.accept(valid, &Caller::Anonymous, context).await
     }

@@ -70,14 +70,21 @@ pub struct ValidEvent {
     pub received_at: DateTime<Utc>,
 }
 
-/// Validates one raw track input received at `now`.
+/// Validates one raw track input received at `now`, from a caller who may set `userId`
+/// (`may_set_user`) or not.
 pub fn validate_track_input(
     raw: Option<Value>,
     rules: &BusinessRules,
     now: DateTime<Utc>,
+    may_set_user: bool,
 ) -> Result<ValidEvent, ZodError> {
     let input: TrackEventInput = parse_input(raw)?;
     let mut errors = ZodError::default();
+    if input.user_id.is_some() && !may_set_user {
+        // As serde refuses any other field the caller may not send.
+        errors.form("Unrecognized key(s) in object: 'userId'");
+        return Err(errors);
+    }
     if let Err(derived) = input.validate() {
         collect_validator_errors(&derived, "", &mut errors);
     }
@@ -310,7 +317,7 @@ mod tests {
     use super::*;
 
     fn validate(raw: Value) -> Result<ValidEvent, ZodError> {
-        validate_track_input(Some(raw), &BusinessRules::default(), Utc::now())
+        validate_track_input(Some(raw), &BusinessRules::default(), Utc::now(), false)
     }
 
     fn field_errors(raw: Value) -> BTreeMap<String, Vec<String>> {

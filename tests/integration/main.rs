@@ -23,6 +23,7 @@ mod sessions;
 mod shutdown;
 mod storage_contract;
 mod track;
+mod tracker_crate;
 mod tracker_page;
 mod trpc_client;
 mod trpc_http;

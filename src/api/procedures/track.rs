@@ -34,7 +34,7 @@ impl EventIngestion {
         self.pipeline.wait_for_room().await?;
         let valid = self
             .pipeline
-            .validate(input, self.pipeline.now())
+            .validate(input, self.pipeline.now(), &caller)
             .map_err(ApiError::validation)?;
         Ok(self.pipeline.accept(valid, &caller, context).await?)
     }

@@ -56,7 +56,7 @@ impl EventIngestion {
         // Items are accepted concurrently, so that in durable mode they share one commit;
         // each one is started in order, so index 0 wins a duplicate within the batch.
         let outcomes = futures_util::future::join_all(batch.events.into_iter().map(|raw| {
-            let validated = self.pipeline.validate(Some(raw), received_at);
+            let validated = self.pipeline.validate(Some(raw), received_at, &caller);
             let caller = &caller;
             async move {
                 match validated {

@@ -49,5 +49,5 @@ export async function example(): Promise<void> {
   void status;
   void health;
   // @ts-expect-error: unknown fields are rejected at compile time too.
-  await sluice.eventIngestion.track.mutate({ eventType: 'x', userId: 'spoofed' });
+  await sluice.eventIngestion.track.mutate({ eventType: 'x', actorId: 'spoofed' });
 }
