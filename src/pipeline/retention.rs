@@ -38,24 +38,27 @@ pub struct Swept {
 /// Deletes every event that occurred before `cutoff` and every session last seen before
 /// it, in batches.
 pub async fn sweep(store: &dyn EventStore, cutoff: DateTime<Utc>) -> Result<Swept, StorageError> {
-    let mut swept = Swept::default();
+    Ok(Swept {
+        events: in_batches(|| store.delete_events_before(cutoff, DELETE_BATCH)).await?,
+        sessions: in_batches(|| store.delete_sessions_before(cutoff, DELETE_BATCH)).await?,
+    })
+}
+
+/// Runs `delete` until it deletes less than a batch, pausing between batches; the total.
+async fn in_batches<F, D>(mut delete: D) -> Result<usize, StorageError>
+where
+    D: FnMut() -> F,
+    F: std::future::Future<Output = Result<usize, StorageError>>,
+{
+    let mut total = 0;
     loop {
-        let deleted = store.delete_events_before(cutoff, DELETE_BATCH).await?;
-        swept.events += deleted;
+        let deleted = delete().await?;
+        total += deleted;
         if deleted < DELETE_BATCH {
-            break;
+            return Ok(total);
         }
         tokio::time::sleep(BATCH_PAUSE).await;
     }
-    loop {
-        let deleted = store.delete_sessions_before(cutoff, DELETE_BATCH).await?;
-        swept.sessions += deleted;
-        if deleted < DELETE_BATCH {
-            break;
-        }
-        tokio::time::sleep(BATCH_PAUSE).await;
-    }
-    Ok(swept)
 }
 
 /// Sweeps every `settings.every` until aborted; a failed sweep is logged and retried at the

@@ -101,3 +101,17 @@ fn request_context(
             .unwrap_or_default(),
     }
 }
+
+/// The items of a comma-separated request header (`Accept-Encoding`, `If-None-Match`),
+/// across every line of it, trimmed.
+pub fn header_items(
+    headers: &http::HeaderMap,
+    name: http::header::HeaderName,
+) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+}

@@ -174,18 +174,12 @@ fn stream_response(feed: LiveFeed, mut dialect: Dialect, gzip: bool) -> Response
 
 /// Whether the client takes a gzip body (browsers' `EventSource` and Node's fetch do).
 fn accepts_gzip(request: &Request) -> bool {
-    request
-        .headers()
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or_default().trim();
-            let refused = parts.any(|param| param.replace(' ', "") == "q=0");
-            name.eq_ignore_ascii_case("gzip") && !refused
-        })
+    super::request_context::header_items(request.headers(), header::ACCEPT_ENCODING).any(|coding| {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let refused = parts.any(|param| param.replace(' ', "") == "q=0");
+        name.eq_ignore_ascii_case("gzip") && !refused
+    })
 }
 
 /// A gzip member's header: deflate, no name, no time, unknown OS. The trailer never comes:

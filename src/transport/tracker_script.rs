@@ -27,16 +27,8 @@ static ETAG: LazyLock<HeaderValue> = LazyLock::new(|| {
 /// `GET /sluice.js`: the script, or 304 when the browser's copy is current.
 pub async fn tracker_script(request: Request) -> Response {
     let etag = ETAG.clone();
-    let current = request
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|tag| {
-            let tag = tag.trim();
-            tag == "*" || tag.trim_start_matches("W/").as_bytes() == etag.as_bytes()
-        });
+    let current = super::request_context::header_items(request.headers(), header::IF_NONE_MATCH)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/").as_bytes() == etag.as_bytes());
     let mut response = if current {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
