@@ -35,7 +35,8 @@ async fn main() {
     let report = tracker.shutdown(Duration::from_secs(10)).await;
     let metrics = tracker.metrics();
     println!(
-        "delivered {}, failed {}, left {}; delivery {:.1} %, health {:?}, last error {:?}",
+        "delivered {} ({} by the shutdown drain), failed {}, left {}; delivery {:.1} %, health {:?}, last error {:?}",
+        metrics.delivered,
         report.delivered,
         metrics.failed,
         report.remaining,
