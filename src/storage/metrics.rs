@@ -3,8 +3,9 @@
 //! schemas), and [`MetricsAggregator`] folds them into the report. So both backends give the
 //! same answer for the same rows by construction.
 //!
-//! The range is read in windows of [`READ_WINDOW`], so memory holds one window's rows and the
-//! distinct visitors and sessions of the range, never the range's rows.
+//! The range is read in windows of [`READ_WINDOW`], [`READS_AHEAD`] at a time, so memory
+//! holds that many windows' rows and the distinct visitors and sessions of the range, never
+//! the range's rows.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,6 +17,8 @@ use crate::domain::{MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, Top
 
 /// How much of the range one read covers.
 pub(crate) const READ_WINDOW: Duration = Duration::hours(6);
+/// Windows read at once: memory holds this many windows' rows.
+const READS_AHEAD: usize = 2;
 
 /// The event type that counts as a page view.
 pub const PAGEVIEW_EVENT: &str = "page_viewed";
@@ -162,9 +165,14 @@ pub(crate) async fn report<S: EventStore + ?Sized>(
     store: &S,
     query: &MetricsQuery,
 ) -> Result<MetricsReport, StorageError> {
+    use futures_util::{StreamExt, TryStreamExt};
     let mut aggregator = MetricsAggregator::new(query);
-    for (start, end) in read_windows(query) {
-        for row in store.metric_rows(query, start, end).await? {
+    // The next window is read (on another pooled connection) while this one is folded.
+    let mut windows = futures_util::stream::iter(read_windows(query))
+        .map(|(start, end)| store.metric_rows(query, start, end))
+        .buffered(READS_AHEAD);
+    while let Some(rows) = windows.try_next().await? {
+        for row in rows {
             aggregator.add(row);
         }
     }
