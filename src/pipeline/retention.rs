@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::clock::Clock;
-use crate::storage::{EventStore, StorageError};
+use crate::storage::{EventStore, Expiring, StorageError};
 
 /// Rows deleted per statement.
 pub const DELETE_BATCH: usize = 1_000;
@@ -39,8 +39,9 @@ pub struct Swept {
 /// it, in batches.
 pub async fn sweep(store: &dyn EventStore, cutoff: DateTime<Utc>) -> Result<Swept, StorageError> {
     Ok(Swept {
-        events: in_batches(|| store.delete_events_before(cutoff, DELETE_BATCH)).await?,
-        sessions: in_batches(|| store.delete_sessions_before(cutoff, DELETE_BATCH)).await?,
+        events: in_batches(|| store.delete_expired(Expiring::Events, cutoff, DELETE_BATCH)).await?,
+        sessions: in_batches(|| store.delete_expired(Expiring::Sessions, cutoff, DELETE_BATCH))
+            .await?,
     })
 }
 

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::metrics::{MetricRow, MetricsAggregator};
-use super::{Backend, EventStore, PoolStatus, SessionRecord, StorageError};
+use super::{Backend, EventStore, Expiring, PoolStatus, SessionRecord, StorageError};
 use crate::domain::{ConsentSubject, EventRecord, MetricsQuery};
 
 /// Events in a `Vec`, for tests that exercise the pipeline without a database.
@@ -196,43 +196,41 @@ impl EventStore for MemoryStore {
         Ok(self.lock().iter().find(|event| event.id == id).cloned())
     }
 
-    async fn delete_events_before(
+    async fn delete_expired(
         &self,
+        what: Expiring,
         cutoff: DateTime<Utc>,
         limit: usize,
     ) -> Result<usize, StorageError> {
         self.check_available()?;
-        let mut events = self.lock();
-        let mut old: Vec<(DateTime<Utc>, Uuid)> = events
-            .iter()
-            .filter(|event| event.occurred_at < cutoff)
-            .map(|event| (event.occurred_at, event.id))
-            .collect();
-        old.sort_unstable();
-        old.truncate(limit);
-        let doomed: std::collections::HashSet<Uuid> = old.into_iter().map(|(_, id)| id).collect();
-        events.retain(|event| !doomed.contains(&event.id));
+        // The ids of at most `limit` of `rows` before `cutoff`, oldest first.
+        let oldest = |rows: &mut dyn Iterator<Item = (DateTime<Utc>, Uuid)>| {
+            let mut old: Vec<_> = rows.filter(|(at, _)| *at < cutoff).collect();
+            old.sort_unstable();
+            old.truncate(limit);
+            old.into_iter()
+                .map(|(_, id)| id)
+                .collect::<std::collections::HashSet<Uuid>>()
+        };
+        let doomed = match what {
+            Expiring::Events => {
+                let mut events = self.lock();
+                let doomed = oldest(&mut events.iter().map(|event| (event.occurred_at, event.id)));
+                events.retain(|event| !doomed.contains(&event.id));
+                doomed
+            }
+            Expiring::Sessions => {
+                let mut sessions = relock(&self.sessions);
+                let doomed = oldest(
+                    &mut sessions
+                        .values()
+                        .map(|session| (session.last_seen_at, session.id)),
+                );
+                sessions.retain(|id, _| !doomed.contains(id));
+                doomed
+            }
+        };
         Ok(doomed.len())
-    }
-
-    async fn delete_sessions_before(
-        &self,
-        cutoff: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<usize, StorageError> {
-        self.check_available()?;
-        let mut sessions = relock(&self.sessions);
-        let mut old: Vec<(DateTime<Utc>, Uuid)> = sessions
-            .values()
-            .filter(|session| session.last_seen_at < cutoff)
-            .map(|session| (session.last_seen_at, session.id))
-            .collect();
-        old.sort_unstable();
-        old.truncate(limit);
-        for (_, id) in &old {
-            sessions.remove(id);
-        }
-        Ok(old.len())
     }
 
     async fn count_events(&self) -> Result<i64, StorageError> {

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use super::rows::StoredUuid;
 use super::{EventStore, StorageError};
 use crate::domain::{MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, TopItem};
 
@@ -36,6 +37,42 @@ pub struct MetricRow {
     pub browser_name: Option<String>,
     pub user_id: Option<String>,
     pub session_id: Option<Uuid>,
+}
+
+/// The columns of a [`MetricRow`] as a backend's `metric_rows!` select returns them; `S` is
+/// how it stores the session id.
+pub(crate) type MetricColumns<S> = (
+    DateTime<Utc>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<S>,
+);
+
+impl MetricRow {
+    /// The row a backend read, its session id decoded.
+    pub(crate) fn from_columns<S: StoredUuid>(
+        columns: MetricColumns<S>,
+    ) -> Result<Self, StorageError> {
+        let session_id = columns.9.as_ref().map(StoredUuid::to_uuid).transpose()?;
+        Ok(Self {
+            occurred_at: columns.0,
+            event_type: columns.1,
+            path: columns.2,
+            referrer_host: columns.3,
+            utm_source: columns.4,
+            country: columns.5,
+            device_type: columns.6,
+            browser_name: columns.7,
+            user_id: columns.8,
+            session_id,
+        })
+    }
 }
 
 /// The windows `[start, end)` a query's range is read in, oldest first.

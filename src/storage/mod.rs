@@ -28,6 +28,7 @@ pub use channel::NodeChannel;
 pub use memory::MemoryStore;
 pub use metrics::MetricRow;
 pub use pool::{DEFAULT_POOL_SIZE, PoolOptions};
+pub use retention::Expiring;
 
 /// The statements a written batch needs besides the insert. Only rows with a session or a
 /// user can belong to a subject that opted out, and only rows with a session change a
@@ -304,18 +305,11 @@ pub trait EventStore: Send + Sync + 'static {
         metrics::report(self, query).await
     }
 
-    /// Deletes at most `limit` stored events that occurred before `cutoff`, oldest first
-    /// (retention); returns how many.
-    async fn delete_events_before(
+    /// Deletes at most `limit` rows of `what` older than `cutoff`, oldest first (retention);
+    /// returns how many.
+    async fn delete_expired(
         &self,
-        cutoff: chrono::DateTime<chrono::Utc>,
-        limit: usize,
-    ) -> Result<usize, StorageError>;
-
-    /// Deletes at most `limit` analytics sessions last seen before `cutoff`, oldest first
-    /// (retention); returns how many.
-    async fn delete_sessions_before(
-        &self,
+        what: Expiring,
         cutoff: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> Result<usize, StorageError>;

@@ -3,6 +3,15 @@
 //! a delete of those ids, so that each delete holds its locks (SQLite's single writer lock
 //! among them) only briefly.
 
+/// What retention deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiring {
+    /// Stored events, by when they occurred.
+    Events,
+    /// Analytics sessions, by when they were last seen.
+    Sessions,
+}
+
 /// Deletes at most `$limit` rows of `$table` whose `$column` is before `$cutoff`, oldest
 /// first, on `$connection`, whose backend reads the id column as `$id`; evaluates to the
 /// rows deleted. (One `DELETE … WHERE id IN (SELECT … LIMIT …)` would need a table alias in
@@ -30,4 +39,30 @@ macro_rules! delete_before {
     }};
 }
 
-pub(crate) use delete_before;
+/// [`delete_before!`] of what expires, for a backend whose ids read as `$id`: events by
+/// `occurred_at`, sessions by `last_seen_at`.
+macro_rules! delete_expired {
+    ($schema:path, $id:ty, $what:expr, $cutoff:expr, $limit:expr, $connection:expr) => {{
+        use $schema as schema;
+        match $what {
+            $crate::storage::Expiring::Events => $crate::storage::retention::delete_before!(
+                schema::events,
+                occurred_at,
+                $id,
+                $cutoff,
+                $limit,
+                $connection
+            ),
+            $crate::storage::Expiring::Sessions => $crate::storage::retention::delete_before!(
+                schema::sessions,
+                last_seen_at,
+                $id,
+                $cutoff,
+                $limit,
+                $connection
+            ),
+        }
+    }};
+}
+
+pub(crate) use {delete_before, delete_expired};

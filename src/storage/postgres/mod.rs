@@ -16,12 +16,12 @@ use uuid::Uuid;
 
 use diesel::sql_types::{Array, Uuid as SqlUuid};
 
-use super::metrics::{MetricRow, metric_rows};
-use super::retention::delete_before;
+use super::metrics::{MetricColumns, MetricRow, metric_rows};
+use super::retention::delete_expired;
 use super::write::{BatchWriter, write_batch};
 use super::{
-    Backend, CLAIM_ATTEMPTS, EventStore, FollowUps, PoolOptions, PoolStatus, ROWS_PER_STATEMENT,
-    SessionRecord, StorageError, migrations, pool,
+    Backend, CLAIM_ATTEMPTS, EventStore, Expiring, FollowUps, PoolOptions, PoolStatus,
+    ROWS_PER_STATEMENT, SessionRecord, StorageError, migrations, pool,
 };
 use crate::domain::{ConsentSubject, EventRecord, MetricsQuery};
 use chrono::{DateTime, Utc};
@@ -29,20 +29,6 @@ use diesel::result::QueryResult;
 use models::{EventRow, JsonbText, SessionRow};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 use statement::Prepared;
-
-/// The columns of a [`MetricRow`] as PostgreSQL returns them.
-type PgMetricRow = (
-    DateTime<Utc>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<Uuid>,
-);
 
 /// Per-connection settings: a runaway statement must not hold a pooled connection forever.
 const CONNECTION_SETUP: &str = "SET statement_timeout = '30s'; SET TIME ZONE 'UTC';";
@@ -369,32 +355,17 @@ impl EventStore for PostgresStore {
         row.map(EventRecord::try_from).transpose()
     }
 
-    async fn delete_events_before(
+    async fn delete_expired(
         &self,
+        what: Expiring,
         cutoff: DateTime<Utc>,
         limit: usize,
     ) -> Result<usize, StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
-        Ok(delete_before!(
-            schema::events,
-            occurred_at,
-            uuid::Uuid,
-            cutoff,
-            limit,
-            &mut connection
-        )?)
-    }
-
-    async fn delete_sessions_before(
-        &self,
-        cutoff: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<usize, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(delete_before!(
-            schema::sessions,
-            last_seen_at,
-            uuid::Uuid,
+        Ok(delete_expired!(
+            super::postgres::schema,
+            Uuid,
+            what,
             cutoff,
             limit,
             &mut connection
@@ -413,25 +384,11 @@ impl EventStore for PostgresStore {
         end: DateTime<Utc>,
     ) -> Result<Vec<MetricRow>, StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
-        let rows: Vec<PgMetricRow> =
+        let rows: Vec<MetricColumns<Uuid>> =
             metric_rows!(super::postgres::schema, diesel::pg::Pg, query, start, end)
                 .load(&mut connection)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| MetricRow {
-                occurred_at: row.0,
-                event_type: row.1,
-                path: row.2,
-                referrer_host: row.3,
-                utm_source: row.4,
-                country: row.5,
-                device_type: row.6,
-                browser_name: row.7,
-                user_id: row.8,
-                session_id: row.9,
-            })
-            .collect())
+        rows.into_iter().map(MetricRow::from_columns).collect()
     }
 
     async fn run_migrations(&self) -> Result<usize, StorageError> {

@@ -18,13 +18,13 @@ use diesel_async::RunQueryDsl;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use uuid::Uuid;
 
-use super::metrics::{MetricRow, metric_rows};
-use super::retention::delete_before;
+use super::metrics::{MetricColumns, MetricRow, metric_rows};
+use super::retention::delete_expired;
 use super::rows::StoredUuid;
 use super::write::{BatchWriter, write_batch};
 use super::{
-    Backend, EventStore, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError, migrations,
-    pool,
+    Backend, EventStore, Expiring, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError,
+    migrations, pool,
 };
 use super::{FollowUps, SessionRecord};
 use crate::domain::{ConsentSubject, EventRecord, MetricsQuery};
@@ -34,20 +34,6 @@ use models::{EventRow, SessionRow};
 use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 
 type Connection = SyncConnectionWrapper<SqliteConnection>;
-
-/// The columns of a [`MetricRow`] as SQLite keeps them (the session id as text).
-type SqliteMetricRow = (
-    DateTime<Utc>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
 
 /// Per-connection settings: the busy timeout makes concurrent writers wait instead of failing
 /// (set first, so that the settings after it wait too: switching a new file to WAL needs a
@@ -378,32 +364,17 @@ impl EventStore for SqliteStore {
         row.map(EventRecord::try_from).transpose()
     }
 
-    async fn delete_events_before(
+    async fn delete_expired(
         &self,
+        what: Expiring,
         cutoff: DateTime<Utc>,
         limit: usize,
     ) -> Result<usize, StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
-        Ok(delete_before!(
-            schema::events,
-            occurred_at,
+        Ok(delete_expired!(
+            super::sqlite::schema,
             String,
-            cutoff,
-            limit,
-            &mut connection
-        )?)
-    }
-
-    async fn delete_sessions_before(
-        &self,
-        cutoff: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<usize, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(delete_before!(
-            schema::sessions,
-            last_seen_at,
-            String,
+            what,
             cutoff,
             limit,
             &mut connection
@@ -422,7 +393,7 @@ impl EventStore for SqliteStore {
         end: DateTime<Utc>,
     ) -> Result<Vec<MetricRow>, StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
-        let rows: Vec<SqliteMetricRow> = metric_rows!(
+        let rows: Vec<MetricColumns<String>> = metric_rows!(
             super::sqlite::schema,
             diesel::sqlite::Sqlite,
             query,
@@ -431,23 +402,7 @@ impl EventStore for SqliteStore {
         )
         .load(&mut connection)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let session_id = row.9.as_ref().map(|id| id.to_uuid()).transpose()?;
-                Ok(MetricRow {
-                    occurred_at: row.0,
-                    event_type: row.1,
-                    path: row.2,
-                    referrer_host: row.3,
-                    utm_source: row.4,
-                    country: row.5,
-                    device_type: row.6,
-                    browser_name: row.7,
-                    user_id: row.8,
-                    session_id,
-                })
-            })
-            .collect()
+        rows.into_iter().map(MetricRow::from_columns).collect()
     }
 
     async fn run_migrations(&self) -> Result<usize, StorageError> {
