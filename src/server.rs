@@ -49,6 +49,7 @@ pub struct RunningServer {
     flusher: FlusherHandle,
     consent_refresher: JoinHandle<()>,
     retention: Option<JoinHandle<()>>,
+    compaction: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -77,6 +78,11 @@ impl RunningServer {
         let mut settings = config.pipeline.settings()?;
         settings.live_visitor_key = live_visitor_key(config);
         let (pipeline, flusher) = Pipeline::start(settings, store.clone(), clock.clone());
+        let compaction = tokio::spawn(crate::pipeline::compaction::run(
+            store.clone(),
+            clock.clone(),
+            crate::pipeline::compaction::EVERY,
+        ));
         let retention = config.pipeline.retention().map(|retention| {
             tokio::spawn(crate::pipeline::retention::run(
                 store.clone(),
@@ -109,6 +115,7 @@ impl RunningServer {
             flusher,
             consent_refresher,
             retention,
+            compaction,
         })
     }
 
@@ -152,6 +159,7 @@ impl RunningServer {
         if let Some(retention) = self.retention {
             retention.abort();
         }
+        self.compaction.abort();
         let report = self.flusher.shutdown().await;
         tracing::info!(
             flushed = report.flushed,

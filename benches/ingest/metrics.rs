@@ -76,6 +76,18 @@ pub async fn run(database_url: &str, traffic: Traffic) {
         EVENTS / EVENTS_PER_SESSION,
         loading.elapsed().as_secs_f64()
     );
+    // What a running server's compactor would have done by now for hours long closed.
+    let written = store.count_rows("metric_segments").await.expect("count");
+    let compacting = Instant::now();
+    store
+        .compact_metric_segments(chrono::Utc::now())
+        .await
+        .expect("compact");
+    println!(
+        "metric segments: {written} written, {} after compaction ({:.1} s)",
+        store.count_rows("metric_segments").await.expect("count"),
+        compacting.elapsed().as_secs_f64()
+    );
     drop(store);
 
     let server = start(database_url, |config| {
@@ -84,15 +96,32 @@ pub async fn run(database_url: &str, traffic: Traffic) {
     .await;
     let client = reqwest_like::Client::new(server.local_addr());
     let to = now;
-    for (label, from, target_ms) in [
-        ("30 days", to - chrono::Duration::days(30), 250.0),
-        ("24 hours", to - chrono::Duration::hours(24), 50.0),
+    let filtered = json!({"country": "DE", "deviceType": "desktop"});
+    for (label, from, filters, target_ms) in [
+        (
+            "30 days",
+            to - chrono::Duration::days(30),
+            None,
+            Some(250.0),
+        ),
+        (
+            "24 hours",
+            to - chrono::Duration::hours(24),
+            None,
+            Some(50.0),
+        ),
+        (
+            "30 days, 2 filters",
+            to - chrono::Duration::days(30),
+            Some(&filtered),
+            None,
+        ),
     ] {
-        let body = rpc_json(
-            "eventIngestion.getMetrics",
-            json!({"from": from.to_rfc3339(), "to": to.to_rfc3339()}),
-        )
-        .to_string();
+        let mut input = json!({"from": from.to_rfc3339(), "to": to.to_rfc3339()});
+        if let Some(filters) = filters {
+            input["filters"] = filters.clone();
+        }
+        let body = rpc_json("eventIngestion.getMetrics", input).to_string();
         let mut times = Vec::new();
         let mut report = serde_json::Value::Null;
         for _ in 0..CALLS {
@@ -108,10 +137,12 @@ pub async fn run(database_url: &str, traffic: Traffic) {
             times[0].as_secs_f64() * 1000.0,
             times[CALLS - 1].as_secs_f64() * 1000.0,
         );
-        println!(
-            "  {label} median <= {target_ms} ms: {}",
-            super::verdict(median <= target_ms)
-        );
+        if let Some(target_ms) = target_ms {
+            println!(
+                "  {label} median <= {target_ms} ms: {}",
+                super::verdict(median <= target_ms)
+            );
+        }
     }
     server.stop().await;
 }

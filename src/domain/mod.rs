@@ -14,8 +14,8 @@ mod metrics;
 mod place;
 mod request;
 pub(crate) mod rules;
-#[cfg(test)]
-pub(crate) mod test_support;
+#[doc(hidden)]
+pub mod test_support;
 mod track;
 
 pub use attribution::Attribution;

@@ -1,4 +1,4 @@
-//! Events for the crate's unit tests.
+//! Events for tests (the crate's unit tests and the integration suites).
 
 use chrono::Utc;
 

@@ -4,6 +4,7 @@
 
 pub mod buffer;
 pub mod clock;
+pub mod compaction;
 pub mod dedup;
 pub mod durability;
 pub mod enrichment;

@@ -33,15 +33,20 @@ pub struct RetentionSettings {
 pub struct Swept {
     pub events: usize,
     pub sessions: usize,
+    /// Metric segments deleted, and whether the cutoff's hour was trimmed.
+    pub segments: usize,
+    pub trimmed: bool,
 }
 
 /// Deletes every event that occurred before `cutoff` and every session last seen before
-/// it, in batches.
+/// it, in batches, and the same events from the metric segments.
 pub async fn sweep(store: &dyn EventStore, cutoff: DateTime<Utc>) -> Result<Swept, StorageError> {
+    let expire = |what| in_batches(move || store.delete_expired(what, cutoff, DELETE_BATCH));
     Ok(Swept {
-        events: in_batches(|| store.delete_expired(Expiring::Events, cutoff, DELETE_BATCH)).await?,
-        sessions: in_batches(|| store.delete_expired(Expiring::Sessions, cutoff, DELETE_BATCH))
-            .await?,
+        events: expire(Expiring::Events).await?,
+        sessions: expire(Expiring::Sessions).await?,
+        segments: expire(Expiring::MetricSegments).await?,
+        trimmed: crate::storage::metrics::compaction::trim(store, cutoff).await?,
     })
 }
 
@@ -78,6 +83,7 @@ pub async fn run(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, settings: Re
                 %cutoff,
                 events = swept.events,
                 sessions = swept.sessions,
+                segments = swept.segments,
                 "retention: deleted what is older than the retention period"
             ),
             Err(error) => {

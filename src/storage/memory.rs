@@ -12,9 +12,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::metrics::{MetricRow, MetricsAggregator};
-use super::{Backend, EventStore, Expiring, PoolStatus, SessionRecord, StorageError};
-use crate::domain::{ConsentSubject, EventRecord, MetricsQuery};
+use super::metrics::{NewSegment, segment::hour_of, segments_of_written};
+use super::{
+    Backend, EventStore, Expiring, PoolStatus, SegmentInfo, SegmentListing, SessionRecord,
+    StorageError,
+};
+use crate::domain::{ConsentSubject, EventRecord};
 
 /// Events in a `Vec`, for tests that exercise the pipeline without a database.
 #[derive(Default)]
@@ -24,6 +27,9 @@ pub struct MemoryStore {
     consents: Mutex<HashMap<ConsentSubject, bool>>,
     sessions: Mutex<HashMap<Uuid, SessionRecord>>,
     dead_letters: Mutex<Vec<Uuid>>,
+    /// Metric segments with their ids, in the order written.
+    segments: Mutex<Vec<(i64, NewSegment)>>,
+    next_segment_id: std::sync::atomic::AtomicI64,
     unavailable: AtomicBool,
     writes_failing: AtomicBool,
 }
@@ -55,6 +61,14 @@ impl MemoryStore {
         self.events
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn store_segments(&self, new: impl IntoIterator<Item = NewSegment>) {
+        let mut segments = relock(&self.segments);
+        for segment in new {
+            let id = self.next_segment_id.fetch_add(1, Ordering::SeqCst);
+            segments.push((id, segment));
+        }
     }
 
     fn check_available(&self) -> Result<(), StorageError> {
@@ -114,6 +128,7 @@ impl EventStore for MemoryStore {
                 written.push(event);
             }
         }
+        self.store_segments(segments_of_written(&written));
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         for row in super::sessions::fold(written.iter().copied()) {
             match sessions.get_mut(&row.id) {
@@ -229,6 +244,20 @@ impl EventStore for MemoryStore {
                 sessions.retain(|id, _| !doomed.contains(id));
                 doomed
             }
+            Expiring::MetricSegments => {
+                let mut segments = relock(&self.segments);
+                let mut old: Vec<(i64, i64)> = segments
+                    .iter()
+                    .filter(|(_, segment)| segment.hour_start < hour_of(cutoff))
+                    .map(|(id, segment)| (segment.hour_start, *id))
+                    .collect();
+                old.sort_unstable();
+                old.truncate(limit);
+                let doomed: std::collections::HashSet<i64> =
+                    old.into_iter().map(|(_, id)| id).collect();
+                segments.retain(|(id, _)| !doomed.contains(id));
+                return Ok(doomed.len());
+            }
         };
         Ok(doomed.len())
     }
@@ -238,25 +267,72 @@ impl EventStore for MemoryStore {
         Ok(self.lock().len() as i64)
     }
 
-    async fn metric_rows(
-        &self,
-        query: &MetricsQuery,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Vec<MetricRow>, StorageError> {
+    async fn metric_segments(&self, start: i64, end: i64) -> Result<Vec<Vec<u8>>, StorageError> {
         self.check_available()?;
-        let window = MetricsQuery {
-            from: start,
-            to: end,
-            ..query.clone()
-        };
-        let filter = MetricsAggregator::new(&window);
-        Ok(self
-            .lock()
+        let segments = relock(&self.segments);
+        let mut found: Vec<&(i64, NewSegment)> = segments
             .iter()
-            .filter_map(MetricRow::of)
-            .filter(|row| filter.matches(row))
+            .filter(|(_, segment)| (start..end).contains(&segment.hour_start))
+            .collect();
+        found.sort_by_key(|(id, segment)| (segment.hour_start, *id));
+        Ok(found
+            .into_iter()
+            .map(|(_, segment)| segment.data.clone())
             .collect())
+    }
+
+    async fn metric_segment_list(
+        &self,
+        listing: SegmentListing,
+    ) -> Result<Vec<SegmentInfo>, StorageError> {
+        self.check_available()?;
+        let segments = relock(&self.segments);
+        let mut per_hour: HashMap<i64, usize> = HashMap::new();
+        for (_, segment) in segments.iter() {
+            *per_hour.entry(segment.hour_start).or_default() += 1;
+        }
+        let listed = |hour: i64| match listing {
+            SegmentListing::Crowded => per_hour.get(&hour).is_some_and(|count| *count > 1),
+            SegmentListing::Hour(wanted) => hour == wanted,
+        };
+        let mut infos: Vec<SegmentInfo> = segments
+            .iter()
+            .filter(|(_, segment)| listed(segment.hour_start))
+            .map(|(id, segment)| SegmentInfo {
+                id: *id,
+                hour_start: segment.hour_start,
+                events: segment.events,
+            })
+            .collect();
+        infos.sort_by_key(|info| (info.hour_start, info.id));
+        Ok(infos)
+    }
+
+    async fn read_metric_segments(&self, ids: &[i64]) -> Result<Vec<Vec<u8>>, StorageError> {
+        self.check_available()?;
+        Ok(relock(&self.segments)
+            .iter()
+            .filter(|(id, _)| ids.contains(id))
+            .map(|(_, segment)| segment.data.clone())
+            .collect())
+    }
+
+    async fn replace_metric_segments(
+        &self,
+        ids: &[i64],
+        with: Option<&NewSegment>,
+    ) -> Result<bool, StorageError> {
+        self.check_available()?;
+        {
+            let mut segments = relock(&self.segments);
+            let present = segments.iter().filter(|(id, _)| ids.contains(id)).count();
+            if present != ids.len() {
+                return Ok(false);
+            }
+            segments.retain(|(id, _)| !ids.contains(id));
+        }
+        self.store_segments(with.cloned());
+        Ok(true)
     }
 
     async fn run_migrations(&self) -> Result<usize, StorageError> {
@@ -276,6 +352,7 @@ impl EventStore for MemoryStore {
             "idempotency_keys" => count(relock(&self.idempotency_keys).len()),
             "consents" => count(relock(&self.consents).len()),
             "dead_letters" => count(relock(&self.dead_letters).len()),
+            "metric_segments" => count(relock(&self.segments).len()),
             other => Err(StorageError::Query(
                 diesel::result::Error::QueryBuilderError(format!("no table {other}").into()),
             )),

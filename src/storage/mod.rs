@@ -27,6 +27,8 @@ use crate::domain::{ConsentSubject, EventRecord, MetricsQuery, MetricsReport};
 pub use channel::NodeChannel;
 pub use memory::MemoryStore;
 pub use metrics::MetricRow;
+pub use metrics::NewSegment;
+pub use metrics::compaction::{Compacted, SegmentInfo, SegmentListing};
 pub use pool::{DEFAULT_POOL_SIZE, PoolOptions};
 pub use retention::Expiring;
 
@@ -48,11 +50,6 @@ impl FollowUps {
                 .any(|event| event.session_id.is_some() || event.user_id.is_some()),
             session_upsert: batch.iter().any(|event| event.session_id.is_some()),
         }
-    }
-
-    /// Whether the batch needs any statement besides its inserts.
-    pub(crate) fn any(&self) -> bool {
-        self.consent_check || self.session_upsert
     }
 }
 
@@ -113,12 +110,13 @@ pub(crate) fn written<'a>(
 }
 
 /// The tables Sluice owns, in the order diagnostics report them.
-pub const TABLES: [&str; 5] = [
+pub const TABLES: [&str; 6] = [
     "events",
     "sessions",
     "idempotency_keys",
     "consents",
     "dead_letters",
+    "metric_segments",
 ];
 
 /// `SELECT count(*)` of any table, for diagnostics.
@@ -291,18 +289,38 @@ pub trait EventStore: Send + Sync + 'static {
     /// How many events are stored.
     async fn count_events(&self) -> Result<i64, StorageError>;
 
-    /// What metrics read of the stored events that occurred in `[start, end)` and match
-    /// `query`'s event type and filters; bots excluded.
-    async fn metric_rows(
+    /// The metric segments of the hours starting in `[start, end)` (unix seconds), oldest
+    /// hour first.
+    async fn metric_segments(&self, start: i64, end: i64) -> Result<Vec<Vec<u8>>, StorageError>;
+
+    /// The segments `listing` names, without their data, by hour then id.
+    async fn metric_segment_list(
         &self,
-        query: &MetricsQuery,
-        start: chrono::DateTime<chrono::Utc>,
-        end: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<MetricRow>, StorageError>;
+        listing: SegmentListing,
+    ) -> Result<Vec<SegmentInfo>, StorageError>;
+
+    /// The data of the segments `ids` that exist.
+    async fn read_metric_segments(&self, ids: &[i64]) -> Result<Vec<Vec<u8>>, StorageError>;
+
+    /// Replaces the segments `ids` by `with` (or deletes them), atomically; false, changing
+    /// nothing, when any of them is gone.
+    async fn replace_metric_segments(
+        &self,
+        ids: &[i64],
+        with: Option<&NewSegment>,
+    ) -> Result<bool, StorageError>;
 
     /// The `getMetrics` report of `query`, the same on every backend.
     async fn metrics(&self, query: &MetricsQuery) -> Result<MetricsReport, StorageError> {
         metrics::report(self, query).await
+    }
+
+    /// Merges the metric segments of crowded hours (see `metrics::compaction`).
+    async fn compact_metric_segments(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Compacted, StorageError> {
+        metrics::compaction::compact(self, now).await
     }
 
     /// Deletes at most `limit` rows of `what` older than `cutoff`, oldest first (retention);

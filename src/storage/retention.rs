@@ -10,6 +10,9 @@ pub enum Expiring {
     Events,
     /// Analytics sessions, by when they were last seen.
     Sessions,
+    /// Metric segments of the hours that ended by the cutoff (the hour the cutoff falls in
+    /// is trimmed instead: `metrics::compaction::trim`).
+    MetricSegments,
 }
 
 /// Deletes at most `$limit` rows of `$table` whose `$column` is before `$cutoff`, oldest
@@ -40,7 +43,7 @@ macro_rules! delete_before {
 }
 
 /// [`delete_before!`] of what expires, for a backend whose ids read as `$id`: events by
-/// `occurred_at`, sessions by `last_seen_at`.
+/// `occurred_at`, sessions by `last_seen_at`, metric segments by the hour they cover.
 macro_rules! delete_expired {
     ($schema:path, $id:ty, $what:expr, $cutoff:expr, $limit:expr, $connection:expr) => {{
         use $schema as schema;
@@ -61,6 +64,16 @@ macro_rules! delete_expired {
                 $limit,
                 $connection
             ),
+            $crate::storage::Expiring::MetricSegments => {
+                $crate::storage::retention::delete_before!(
+                    $crate::storage::metrics::schema::metric_segments,
+                    hour_start,
+                    i64,
+                    $crate::storage::metrics::segment::hour_of($cutoff),
+                    $limit,
+                    $connection
+                )
+            }
         }
     }};
 }

@@ -1,16 +1,19 @@
 //! The write transaction of a batch, once for every database: read the opt-outs of the
 //! batch's subjects, insert the other events in statements of at most
 //! [`ROWS_PER_STATEMENT`] rows, fold the rows written into one row per session and upsert
-//! those. Each backend supplies only the three statements, in its dialect, as a
-//! [`BatchWriter`] over a connection already inside a transaction.
+//! those, and store the written rows' metric segments. Each backend supplies only the
+//! statements, in its dialect, as a [`BatchWriter`] over a connection already inside a
+//! transaction; the metric segments' other transactions (compaction, backfill) use it too.
 
 use std::collections::HashSet;
 
 use diesel::result::QueryResult;
 use uuid::Uuid;
 
+use super::metrics::{self, MetricRow, NewSegment};
 use super::{FollowUps, ROWS_PER_STATEMENT, SessionRecord, sessions};
 use crate::domain::{ConsentSubject, EventRecord};
+use chrono::{DateTime, Utc};
 
 /// The statements of a batch write, on one connection inside its transaction.
 pub(crate) trait BatchWriter {
@@ -25,6 +28,25 @@ pub(crate) trait BatchWriter {
     /// Upserts `rows` (at most [`ROWS_PER_STATEMENT`]) with the rules of
     /// [`SessionRecord::merge`].
     async fn upsert_sessions(&mut self, rows: &[SessionRecord]) -> QueryResult<()>;
+
+    /// Stores metric segments.
+    async fn insert_segments(&mut self, segments: &[NewSegment]) -> QueryResult<()>;
+
+    /// Deletes the metric segments `ids`; returns how many existed.
+    async fn delete_segments(&mut self, ids: &[i64]) -> QueryResult<usize>;
+
+    /// Takes away the marker the segments migration left; whether there was one.
+    async fn claim_backfill(&mut self) -> QueryResult<bool>;
+
+    /// When the first and the last stored event (bots aside) occurred.
+    async fn event_span(&mut self) -> QueryResult<Option<(DateTime<Utc>, DateTime<Utc>)>>;
+
+    /// The metric rows of the stored events in `[start, end)`, bots aside.
+    async fn metric_rows_in(
+        &mut self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> QueryResult<Vec<MetricRow>>;
 }
 
 /// Writes `batch` (whose [`FollowUps`] the caller has worked out) through `writer`;
@@ -44,11 +66,16 @@ pub(crate) async fn write_batch<W: BatchWriter>(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         ids.extend(writer.insert(chunk).await?);
     }
+    let written = super::written(&rows, &ids);
     if follow_ups.session_upsert {
-        let sessions = sessions::fold(super::written(&rows, &ids));
+        let sessions = sessions::fold(written.iter().copied());
         for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
             writer.upsert_sessions(chunk).await?;
         }
+    }
+    let segments = metrics::segments_of_written(&written);
+    if !segments.is_empty() {
+        writer.insert_segments(&segments).await?;
     }
     Ok(ids.len())
 }

@@ -14,6 +14,7 @@ mod flushing;
 mod jsonrpc_protocol;
 mod live;
 mod live_page;
+mod metric_segments;
 mod metrics;
 mod plain_text;
 mod reliability;

@@ -13,7 +13,8 @@ backend_tests!(
     filters_combine_with_and,
     hourly_buckets_include_the_empty_ones,
     bad_metrics_inputs_are_bad_requests,
-    metrics_are_for_admins_only
+    metrics_are_for_admins_only,
+    figures_stand_after_compaction_and_after_a_backfill
 );
 
 async fn with_fixture(backend: Backend) -> (TestServer, MetricsFixture) {
@@ -245,5 +246,57 @@ async fn metrics_are_for_admins_only(backend: Backend) {
         empty["series"].as_array().map(Vec::len),
         Some(8),
         "7 days from mid-day"
+    );
+}
+
+/// The fixture's figures come from the metric segments its batches wrote; merged by the
+/// compactor, or rebuilt from the events as for a database that held events before segments
+/// existed, they are the same.
+async fn figures_stand_after_compaction_and_after_a_backfill(backend: Backend) {
+    let (server, fixture) = with_fixture(backend).await;
+    // Two more batches into one hour: three segments there.
+    for minute in [10, 20] {
+        server
+            .track(json!({"eventType": "page_viewed", "sessionId": uuid::Uuid::now_v7(),
+                          "props": {"path": "/late", "occurred_at": fixture.at_minute(1, 5, minute)}}))
+            .await;
+        server.force_flush().await;
+    }
+    let inputs = [
+        json!({"from": fixture.at(0, 0), "to": fixture.at(3, 0)}),
+        json!({"from": fixture.at(0, 0), "to": fixture.at(3, 0), "filters": {"country": "DE"}}),
+        json!({"from": fixture.at(1, 0), "to": fixture.at(2, 0), "interval": "hour"}),
+    ];
+    let mut expected = Vec::new();
+    for input in &inputs {
+        expected.push(metrics(&server, input.clone()).await);
+    }
+    let store = server.store();
+    let written = store.count_rows("metric_segments").await.expect("count");
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    store.compact_metric_segments(later).await.expect("compact");
+    let compacted = store.count_rows("metric_segments").await.expect("count");
+    assert!(compacted < written, "{compacted} of {written} segments");
+    for (input, expected) in inputs.iter().zip(&expected) {
+        assert_eq!(&metrics(&server, input.clone()).await, expected, "{input}");
+    }
+
+    // The state the segments migration leaves on a database with events: no segments, and
+    // the marker that asks for a backfill.
+    let reset = "DELETE FROM metric_segments; \
+                 INSERT INTO metric_segments_backfill (pending) VALUES (TRUE);";
+    server.execute_sql(reset, reset).await;
+    assert_eq!(store.count_rows("metric_segments").await.expect("count"), 0);
+    assert_eq!(store.run_migrations().await.expect("migrate"), 0);
+    assert!(store.count_rows("metric_segments").await.expect("count") > 0);
+    for (input, expected) in inputs.iter().zip(&expected) {
+        assert_eq!(&metrics(&server, input.clone()).await, expected, "{input}");
+    }
+    // The marker is gone: a second start encodes nothing again.
+    let segments = store.count_rows("metric_segments").await.expect("count");
+    store.run_migrations().await.expect("migrate");
+    assert_eq!(
+        store.count_rows("metric_segments").await.expect("count"),
+        segments
     );
 }

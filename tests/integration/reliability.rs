@@ -400,7 +400,8 @@ async fn diagnostics_describe_the_database_and_pipeline(backend: Backend) {
             "sessions",
             "idempotency_keys",
             "consents",
-            "dead_letters"
+            "dead_letters",
+            "metric_segments"
         ]
     );
     assert_eq!(database["tables"][0]["rows"], 1);

@@ -89,4 +89,31 @@ async fn old_events_and_sessions_are_deleted_while_writes_go_on(backend: Backend
         .expect("read")
         .expect("the recent session is kept");
     assert_eq!(kept.event_count, 1 + fresh.len() as i64);
+
+    // getMetrics counts what is kept: the old events are gone from the segments too.
+    let range = json!({
+        "from": (Utc::now() - chrono::Duration::days(7)).to_rfc3339(),
+        "to": (Utc::now() + chrono::Duration::minutes(1)).to_rfc3339(),
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let report = server
+            .admin_call("eventIngestion.getMetrics", range.clone())
+            .await
+            .expect("getMetrics");
+        if report["totals"]["events"] == 1 + fresh.len() {
+            assert!(
+                report["topPages"]
+                    .as_array()
+                    .is_some_and(|pages| pages.iter().all(|page| page["value"] != "/old/0")),
+                "{report}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old events still count: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -252,6 +252,7 @@ async fn every_table_is_counted(store: Arc<dyn EventStore>) {
     let event = full_event();
     let mut same_session = anonymous_event();
     same_session.session_id = event.session_id;
+    same_session.occurred_at = event.occurred_at;
     store
         .insert_events(&[event.clone(), same_session])
         .await
@@ -280,6 +281,7 @@ async fn every_table_is_counted(store: Arc<dyn EventStore>) {
             ("idempotency_keys", 1),
             ("consents", 1),
             ("dead_letters", 1),
+            ("metric_segments", 1),
         ]
     );
     store.ping().await.expect("ping");

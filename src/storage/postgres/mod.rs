@@ -16,14 +16,17 @@ use uuid::Uuid;
 
 use diesel::sql_types::{Array, Uuid as SqlUuid};
 
-use super::metrics::{MetricColumns, MetricRow, metric_rows};
+use super::metrics::schema::{
+    delete_segments, insert_segments, list_segments, load_segments, read_segments,
+};
+use super::metrics::{MetricColumns, MetricRow, NewSegment, event_span, metric_rows};
 use super::retention::delete_expired;
 use super::write::{BatchWriter, write_batch};
 use super::{
-    Backend, CLAIM_ATTEMPTS, EventStore, Expiring, FollowUps, PoolOptions, PoolStatus,
-    ROWS_PER_STATEMENT, SessionRecord, StorageError, migrations, pool,
+    Backend, CLAIM_ATTEMPTS, EventStore, Expiring, FollowUps, PoolOptions, PoolStatus, SegmentInfo,
+    SegmentListing, SessionRecord, StorageError, migrations, pool,
 };
-use crate::domain::{ConsentSubject, EventRecord, MetricsQuery};
+use crate::domain::{ConsentSubject, EventRecord};
 use chrono::{DateTime, Utc};
 use diesel::result::QueryResult;
 use models::{EventRow, JsonbText, SessionRow};
@@ -197,6 +200,39 @@ impl BatchWriter for PgBatchWriter<'_> {
     async fn upsert_sessions(&mut self, rows: &[SessionRecord]) -> QueryResult<()> {
         upsert_sessions(self.0, rows).await.map(drop)
     }
+
+    async fn insert_segments(&mut self, segments: &[NewSegment]) -> QueryResult<()> {
+        insert_segments!(&mut *self.0, segments, RunQueryDsl::execute, await).map(drop)
+    }
+
+    async fn delete_segments(&mut self, ids: &[i64]) -> QueryResult<usize> {
+        delete_segments!(&mut *self.0, ids, RunQueryDsl::execute, await)
+    }
+
+    async fn claim_backfill(&mut self) -> QueryResult<bool> {
+        let claim = diesel::sql_query(super::metrics::CLAIM_BACKFILL);
+        Ok(claim.execute(self.0).await? > 0)
+    }
+
+    async fn event_span(&mut self) -> QueryResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+        event_span!(
+            super::postgres::schema,
+            &mut *self.0,
+            RunQueryDsl::first,
+            await
+        )
+    }
+
+    async fn metric_rows_in(
+        &mut self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> QueryResult<Vec<MetricRow>> {
+        let rows: Vec<MetricColumns<Uuid>> = metric_rows!(super::postgres::schema, start, end)
+            .load(self.0)
+            .await?;
+        rows.into_iter().map(MetricRow::from_columns).collect()
+    }
 }
 
 /// Events in PostgreSQL.
@@ -225,12 +261,6 @@ impl EventStore for PostgresStore {
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
         let follow_ups = FollowUps::of(batch);
         let mut connection = pool::checkout(&self.pool).await?;
-        if !follow_ups.any() && batch.len() <= ROWS_PER_STATEMENT {
-            // One statement is atomic by itself: no BEGIN and COMMIT round trips, which a
-            // durable caller would wait for.
-            let rows: Vec<&EventRecord> = batch.iter().collect();
-            return Ok(insert_unnest(&mut connection, &rows).await?.len());
-        }
         let inserted = connection
             .transaction::<_, diesel::result::Error, _>(async |connection| {
                 write_batch(&mut PgBatchWriter(connection), batch, follow_ups).await
@@ -377,22 +407,62 @@ impl EventStore for PostgresStore {
         Ok(events::table.count().get_result(&mut connection).await?)
     }
 
-    async fn metric_rows(
-        &self,
-        query: &MetricsQuery,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Vec<MetricRow>, StorageError> {
+    async fn metric_segments(&self, start: i64, end: i64) -> Result<Vec<Vec<u8>>, StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
-        let rows: Vec<MetricColumns<Uuid>> =
-            metric_rows!(super::postgres::schema, diesel::pg::Pg, query, start, end)
-                .load(&mut connection)
-                .await?;
-        rows.into_iter().map(MetricRow::from_columns).collect()
+        Ok(load_segments!(&mut connection, start, end)?)
+    }
+
+    async fn metric_segment_list(
+        &self,
+        listing: SegmentListing,
+    ) -> Result<Vec<SegmentInfo>, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        list_segments!(&mut connection, listing)
+    }
+
+    async fn read_metric_segments(&self, ids: &[i64]) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        Ok(read_segments!(&mut connection, ids)?)
+    }
+
+    async fn replace_metric_segments(
+        &self,
+        ids: &[i64],
+        with: Option<&NewSegment>,
+    ) -> Result<bool, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let replaced = connection
+            .transaction::<_, diesel::result::Error, _>(async |connection| {
+                super::metrics::replace_segments(&mut PgBatchWriter(connection), ids, with).await
+            })
+            .await;
+        super::metrics::replaced(replaced.map_err(StorageError::from))
     }
 
     async fn run_migrations(&self) -> Result<usize, StorageError> {
-        migrations::run(pool::checkout(&self.pool).await?, migrations::POSTGRES).await
+        let applied =
+            migrations::run(pool::checkout(&self.pool).await?, migrations::POSTGRES).await?;
+        // REPEATABLE READ: the backfill does not see batches other nodes commit meanwhile,
+        // which come with their own segments.
+        let mut connection = pool::checkout(&self.pool).await?;
+        let backfill = connection
+            .build_transaction()
+            .repeatable_read()
+            .run::<_, diesel::result::Error, _>(async |connection| {
+                super::metrics::backfill(&mut PgBatchWriter(connection)).await
+            })
+            .await;
+        match backfill {
+            // Another node starting at the same time took the marker first and did it.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::SerializationFailure,
+                _,
+            )) => tracing::info!("metrics: another node encoded the earlier events"),
+            other => {
+                other?;
+            }
+        }
+        Ok(applied)
     }
 
     async fn pending_migrations(&self) -> Result<usize, StorageError> {

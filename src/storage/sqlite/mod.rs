@@ -18,16 +18,19 @@ use diesel_async::RunQueryDsl;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use uuid::Uuid;
 
-use super::metrics::{MetricColumns, MetricRow, metric_rows};
+use super::metrics::schema::{
+    delete_segments, insert_segments, list_segments, load_segments, read_segments,
+};
+use super::metrics::{MetricColumns, MetricRow, NewSegment, event_span, metric_rows};
 use super::retention::delete_expired;
 use super::rows::StoredUuid;
 use super::write::{BatchWriter, write_batch};
 use super::{
-    Backend, EventStore, Expiring, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, StorageError,
-    migrations, pool,
+    Backend, EventStore, Expiring, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, SegmentInfo,
+    SegmentListing, StorageError, migrations, pool,
 };
 use super::{FollowUps, SessionRecord};
-use crate::domain::{ConsentSubject, EventRecord, MetricsQuery};
+use crate::domain::{ConsentSubject, EventRecord};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use models::{EventRow, SessionRow};
@@ -183,6 +186,69 @@ impl BatchWriter for SqliteBatchWriter<'_> {
     async fn upsert_sessions(&mut self, rows: &[SessionRecord]) -> QueryResult<()> {
         upsert_sessions(self.0, rows)
     }
+
+    async fn insert_segments(&mut self, segments: &[NewSegment]) -> QueryResult<()> {
+        insert_segments!(self.0, segments, diesel::RunQueryDsl::execute).map(drop)
+    }
+
+    async fn delete_segments(&mut self, ids: &[i64]) -> QueryResult<usize> {
+        delete_segments!(self.0, ids, diesel::RunQueryDsl::execute)
+    }
+
+    async fn claim_backfill(&mut self) -> QueryResult<bool> {
+        let claim = diesel::sql_query(super::metrics::CLAIM_BACKFILL);
+        Ok(diesel::RunQueryDsl::execute(claim, self.0)? > 0)
+    }
+
+    async fn event_span(&mut self) -> QueryResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+        event_span!(
+            super::sqlite::schema,
+            &mut *self.0,
+            diesel::RunQueryDsl::first
+        )
+    }
+
+    async fn metric_rows_in(
+        &mut self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> QueryResult<Vec<MetricRow>> {
+        let rows: Vec<MetricColumns<String>> =
+            diesel::RunQueryDsl::load(metric_rows!(super::sqlite::schema, start, end), self.0)?;
+        rows.into_iter().map(MetricRow::from_columns).collect()
+    }
+}
+
+impl SqliteStore {
+    /// Runs `work` with a [`BatchWriter`] inside an IMMEDIATE transaction (the writer lock
+    /// taken at BEGIN) on the blocking pool. Every statement of the SQLite writer runs to
+    /// completion when polled, so the shared code finishes in one poll on that thread.
+    async fn in_write_transaction<T, F>(&self, work: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: for<'c, 'x> FnOnce(
+                &'c mut SqliteBatchWriter<'x>,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = QueryResult<T>> + 'c>,
+            > + Send
+            + 'static,
+    {
+        let mut connection = pool::checkout(&self.pool).await?;
+        let result = connection
+            .spawn_blocking(move |connection| {
+                connection.immediate_transaction(|connection| {
+                    work(&mut SqliteBatchWriter(connection))
+                        .now_or_never()
+                        .unwrap_or_else(|| {
+                            Err(diesel::result::Error::QueryBuilderError(
+                                "the SQLite write waited on something".into(),
+                            ))
+                        })
+                })
+            })
+            .await?;
+        Ok(result)
+    }
 }
 
 /// Events in an SQLite file.
@@ -225,23 +291,10 @@ impl EventStore for SqliteStore {
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
         let follow_ups = FollowUps::of(batch);
         let batch = batch.to_vec();
-        let mut connection = pool::checkout(&self.pool).await?;
-        let inserted = connection
-            .spawn_blocking(move |connection| {
-                connection.immediate_transaction(|connection| {
-                    // Every statement of the SQLite writer runs to completion when polled,
-                    // so the shared write finishes in one poll on this blocking thread.
-                    write_batch(&mut SqliteBatchWriter(connection), &batch, follow_ups)
-                        .now_or_never()
-                        .unwrap_or_else(|| {
-                            Err(diesel::result::Error::QueryBuilderError(
-                                "the SQLite batch write waited on something".into(),
-                            ))
-                        })
-                })
-            })
-            .await?;
-        Ok(inserted)
+        self.in_write_transaction(move |writer| {
+            Box::pin(async move { write_batch(writer, &batch, follow_ups).await })
+        })
+        .await
     }
 
     async fn claim_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<Uuid, StorageError> {
@@ -386,27 +439,47 @@ impl EventStore for SqliteStore {
         Ok(events::table.count().get_result(&mut connection).await?)
     }
 
-    async fn metric_rows(
-        &self,
-        query: &MetricsQuery,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Vec<MetricRow>, StorageError> {
+    async fn metric_segments(&self, start: i64, end: i64) -> Result<Vec<Vec<u8>>, StorageError> {
         let mut connection = pool::checkout(&self.pool).await?;
-        let rows: Vec<MetricColumns<String>> = metric_rows!(
-            super::sqlite::schema,
-            diesel::sqlite::Sqlite,
-            query,
-            start,
-            end
+        Ok(load_segments!(&mut connection, start, end)?)
+    }
+
+    async fn metric_segment_list(
+        &self,
+        listing: SegmentListing,
+    ) -> Result<Vec<SegmentInfo>, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        list_segments!(&mut connection, listing)
+    }
+
+    async fn read_metric_segments(&self, ids: &[i64]) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut connection = pool::checkout(&self.pool).await?;
+        Ok(read_segments!(&mut connection, ids)?)
+    }
+
+    async fn replace_metric_segments(
+        &self,
+        ids: &[i64],
+        with: Option<&NewSegment>,
+    ) -> Result<bool, StorageError> {
+        let (ids, with) = (ids.to_vec(), with.cloned());
+        super::metrics::replaced(
+            self.in_write_transaction(move |writer| {
+                Box::pin(async move {
+                    super::metrics::replace_segments(writer, &ids, with.as_ref()).await
+                })
+            })
+            .await,
         )
-        .load(&mut connection)
-        .await?;
-        rows.into_iter().map(MetricRow::from_columns).collect()
     }
 
     async fn run_migrations(&self) -> Result<usize, StorageError> {
-        migrations::run(pool::checkout(&self.pool).await?, migrations::SQLITE).await
+        let applied =
+            migrations::run(pool::checkout(&self.pool).await?, migrations::SQLITE).await?;
+        // The write lock held from BEGIN: no batch commits while the backfill reads.
+        self.in_write_transaction(|writer| Box::pin(super::metrics::backfill(writer)))
+            .await?;
+        Ok(applied)
     }
 
     async fn pending_migrations(&self) -> Result<usize, StorageError> {

@@ -1,0 +1,2 @@
+DROP TABLE metric_segments_backfill;
+DROP TABLE metric_segments;

@@ -1,0 +1,270 @@
+//! `getMetrics`, once for every backend. The write transaction of every batch also stores
+//! its events' metric fields as compact per-hour [`segment`]s; a report reads only the
+//! segments of its range (a few hundred blobs for 30 days, where the events are a million
+//! rows) and [`tally`] folds them, exactly. Backends only store and return the blobs, so both
+//! give the same answer by construction.
+//!
+//! An hour's segments are merged in the background ([`compaction`]); retention deletes the
+//! segments of expired hours and trims the hour its cutoff falls in. Databases that held
+//! events before segments existed get theirs once, at migration ([`backfill`]).
+//!
+//! The range is read in windows of [`READ_WINDOW`], [`READS_AHEAD`] at a time, so memory
+//! holds that many windows' segments and the distinct visitors and sessions of the range.
+
+pub mod compaction;
+pub mod schema;
+pub mod segment;
+mod tally;
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::result::QueryResult;
+use uuid::Uuid;
+
+use super::rows::StoredUuid;
+use super::{EventStore, StorageError};
+use crate::domain::{EventRecord, MetricsQuery, MetricsReport};
+pub use segment::NewSegment;
+use segment::{HOUR_SECONDS, Segment, SegmentEvent};
+
+/// How much of the range one read covers.
+pub(crate) const READ_WINDOW: Duration = Duration::hours(24);
+/// Windows read at once: memory holds this many windows' segments.
+const READS_AHEAD: usize = 2;
+/// How much of the stored events one backfill read covers.
+const BACKFILL_WINDOW: Duration = Duration::hours(6);
+
+/// The event type that counts as a page view.
+pub const PAGEVIEW_EVENT: &str = "page_viewed";
+
+/// What metrics read of one event.
+#[derive(Debug, Clone)]
+pub struct MetricRow {
+    pub occurred_at: DateTime<Utc>,
+    pub event_type: String,
+    pub path: Option<String>,
+    pub referrer_host: Option<String>,
+    pub utm_source: Option<String>,
+    pub country: Option<String>,
+    pub device_type: Option<String>,
+    pub browser_name: Option<String>,
+    pub user_id: Option<String>,
+    pub session_id: Option<Uuid>,
+}
+
+/// The columns of a [`MetricRow`] as a backend's `metric_rows!` select returns them; `S` is
+/// how it stores the session id.
+pub(crate) type MetricColumns<S> = (
+    DateTime<Utc>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<S>,
+);
+
+impl MetricRow {
+    /// The row a backend read, its session id decoded.
+    pub(crate) fn from_columns<S: StoredUuid>(columns: MetricColumns<S>) -> QueryResult<Self> {
+        let session_id = columns
+            .9
+            .as_ref()
+            .map(StoredUuid::to_uuid)
+            .transpose()
+            .map_err(|error| diesel::result::Error::DeserializationError(Box::new(error)))?;
+        Ok(Self {
+            occurred_at: columns.0,
+            event_type: columns.1,
+            path: columns.2,
+            referrer_host: columns.3,
+            utm_source: columns.4,
+            country: columns.5,
+            device_type: columns.6,
+            browser_name: columns.7,
+            user_id: columns.8,
+            session_id,
+        })
+    }
+}
+
+/// The hour-aligned windows `[start, end)` (unix seconds of hour starts) a query's range is
+/// read in, oldest first.
+pub(crate) fn read_windows(query: &MetricsQuery) -> Vec<(i64, i64)> {
+    let step = READ_WINDOW.num_seconds();
+    let end = query.to.timestamp().div_euclid(HOUR_SECONDS) * HOUR_SECONDS + HOUR_SECONDS;
+    let mut windows = Vec::new();
+    let mut start = segment::hour_of(query.from);
+    while start < end {
+        windows.push((start, (start + step).min(end)));
+        start += step;
+    }
+    windows
+}
+
+/// The select of [`MetricRow`] columns of the events in `[$start, $end)`, on the `events`
+/// table of the schema module `$schema`; bots never count.
+macro_rules! metric_rows {
+    ($schema:path, $start:expr, $end:expr) => {{
+        use diesel::{ExpressionMethods, QueryDsl};
+        use schema::events::dsl as e;
+        use $schema as schema;
+        e::events
+            .filter(e::occurred_at.ge($start))
+            .filter(e::occurred_at.lt($end))
+            .filter(e::is_bot.eq(false))
+            .select((
+                e::occurred_at,
+                e::event_type,
+                e::path,
+                e::referrer_host,
+                e::utm_source,
+                e::country,
+                e::device_type,
+                e::browser_name,
+                e::user_id,
+                e::session_id,
+            ))
+    }};
+}
+pub(crate) use metric_rows;
+
+impl MetricRow {
+    /// The row an event gives, for stores that keep [`EventRecord`](crate::domain::EventRecord)s.
+    pub(crate) fn of(event: &crate::domain::EventRecord) -> Option<Self> {
+        (!event.enrichment.is_bot).then(|| Self {
+            occurred_at: event.occurred_at,
+            event_type: event.event_type.clone(),
+            path: event.page_path(),
+            referrer_host: event.enrichment.referrer_host.clone(),
+            utm_source: event.attribution.utm_source.clone(),
+            country: event.enrichment.country.clone(),
+            device_type: event.enrichment.device_type.clone(),
+            browser_name: event.enrichment.browser_name.clone(),
+            user_id: event.user_id.clone(),
+            session_id: event.session_id,
+        })
+    }
+}
+
+/// The segments of the written events of a batch (bots left out), one per hour.
+pub(crate) fn segments_of_written(events: &[&EventRecord]) -> Vec<NewSegment> {
+    let rows: Vec<MetricRow> = events
+        .iter()
+        .filter_map(|event| MetricRow::of(event))
+        .collect();
+    segment::segments_of(rows.iter().map(SegmentEvent::of_row))
+}
+
+/// The report of `query` from `store`'s segments, read window by window.
+pub(crate) async fn report<S: EventStore + ?Sized>(
+    store: &S,
+    query: &MetricsQuery,
+) -> Result<MetricsReport, StorageError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let mut tally = tally::Tally::new(query);
+    // The next window is read (on another pooled connection) while this one is folded.
+    let mut windows = futures_util::stream::iter(read_windows(query))
+        .map(|(start, end)| store.metric_segments(start, end))
+        .buffered(READS_AHEAD);
+    while let Some(blobs) = windows.try_next().await? {
+        let mut segments = blobs
+            .iter()
+            .map(|blob| Segment::decode(blob))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt)?;
+        segments.sort_by_key(|segment| segment.hour_start);
+        for segment in &segments {
+            tally.add(segment);
+        }
+    }
+    Ok(tally.finish())
+}
+
+/// A segment that does not decode, as a storage error.
+pub(crate) fn corrupt(error: segment::CorruptSegment) -> StorageError {
+    StorageError::Query(diesel::result::Error::DeserializationError(Box::new(error)))
+}
+
+/// Encodes the events stored before segments existed, once: when the migration that added
+/// segments left its marker, and this caller is the one to take it away. Runs inside the
+/// caller's transaction, which must not see events committed after it began (SQLite's
+/// write lock, PostgreSQL's REPEATABLE READ): those were written with their segments.
+/// Returns how many events were encoded.
+pub(crate) async fn backfill<W: super::write::BatchWriter>(writer: &mut W) -> QueryResult<usize> {
+    if !writer.claim_backfill().await? {
+        return Ok(0);
+    }
+    let Some((first, last)) = writer.event_span().await? else {
+        return Ok(0);
+    };
+    let mut encoded = 0;
+    let mut start = DateTime::from_timestamp(segment::hour_of(first), 0).unwrap_or(first);
+    while start <= last {
+        let end = start + BACKFILL_WINDOW;
+        let rows = writer.metric_rows_in(start, end).await?;
+        encoded += rows.len();
+        let segments = segment::segments_of(rows.iter().map(SegmentEvent::of_row));
+        writer.insert_segments(&segments).await?;
+        start = end;
+    }
+    if encoded > 0 {
+        tracing::info!(
+            events = encoded,
+            "metrics: encoded the events stored before segments"
+        );
+    }
+    Ok(encoded)
+}
+
+/// Replaces the segments `ids` by `with`, through `writer` inside a transaction. When some
+/// of them are gone (another compactor, or retention, got there first and its result
+/// stands) it fails with `RollbackTransaction`, which [`replaced`] reads as "not replaced".
+pub(crate) async fn replace_segments<W: super::write::BatchWriter>(
+    writer: &mut W,
+    ids: &[i64],
+    with: Option<&NewSegment>,
+) -> QueryResult<()> {
+    if writer.delete_segments(ids).await? != ids.len() {
+        return Err(diesel::result::Error::RollbackTransaction);
+    }
+    if let Some(segment) = with {
+        writer
+            .insert_segments(std::slice::from_ref(segment))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Whether a [`replace_segments`] transaction replaced them.
+pub(crate) fn replaced(result: Result<(), StorageError>) -> Result<bool, StorageError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(StorageError::Query(diesel::result::Error::RollbackTransaction)) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// When the first and last stored event occurred, read from the `events` table of
+/// `$schema` on `$connection` with `$run` (a synchronous or async `first`), through the
+/// index on `occurred_at`.
+macro_rules! event_span {
+    ($schema:path, $connection:expr, $run:path $(, $await:tt)?) => {{
+        use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
+        use schema::events::dsl as e;
+        use $schema as schema;
+        let connection = $connection;
+        let times = e::events.select(e::occurred_at);
+        let first: Option<DateTime<Utc>> =
+            $run(times.order(e::occurred_at.asc()), &mut *connection) $(.$await)?.optional()?;
+        let last: Option<DateTime<Utc>> =
+            $run(times.order(e::occurred_at.desc()), &mut *connection) $(.$await)?.optional()?;
+        Ok(first.zip(last))
+    }};
+}
+pub(crate) use event_span;
+
+/// Takes away the marker the segments migration leaves (the same SQL on both backends).
+pub(crate) const CLAIM_BACKFILL: &str = "DELETE FROM metric_segments_backfill";

@@ -1,0 +1,450 @@
+//! Folds metric segments into a [`MetricsReport`], exactly: every distinct visitor and
+//! session is counted once, whatever segment it appears in.
+//!
+//! Segments arrive oldest hour first. Each segment's dictionaries are mapped to report-wide
+//! ids once, so the per-event work is integer compares and array updates: a visitor is
+//! counted in a bucket when its last bucket differs (buckets arrive in order), and in a top
+//! list's row when the pair (row, visitor) is new — checked first against the few values
+//! that visitor was counted for, kept beside each other per visitor (a visitor's events
+//! come close together, so those stay in cache), and only past those against a hash set of
+//! pairs, whose every probe would be a cache miss.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rustc_hash::{FxHashMap, FxHashSet};
+use uuid::Uuid;
+
+use super::PAGEVIEW_EVENT;
+use super::segment::{self, HOUR_SECONDS, Segment};
+use crate::domain::{MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, TopItem};
+
+/// No id: the value is absent, or the visitor unknown.
+const NONE: u32 = u32::MAX;
+
+/// The top lists, by the segment column each groups by.
+const LISTS: [usize; 7] = [
+    segment::PATH,
+    segment::REFERRER_HOST,
+    segment::UTM_SOURCE,
+    segment::COUNTRY,
+    segment::DEVICE_TYPE,
+    segment::BROWSER_NAME,
+    segment::EVENT_TYPE,
+];
+
+/// Values kept inline per visitor for a list of `column`: a visitor sees a handful of
+/// pages and event types, and mostly one country, device, browser, referrer and source.
+fn inline_slots(column: usize) -> usize {
+    match column {
+        segment::PATH => 8,
+        segment::EVENT_TYPE => 4,
+        _ => 2,
+    }
+}
+
+/// One top list: events and distinct visitors per value of its column.
+struct TopList {
+    ids: FxHashMap<String, u32>,
+    values: Vec<String>,
+    events: Vec<u64>,
+    visitors: Vec<u64>,
+    /// Values counted per visitor, inline: `slots` per visitor, `filled` of them used.
+    slots: usize,
+    inline: Vec<u32>,
+    filled: Vec<u8>,
+    /// `(value << 32) | visitor` of the pairs counted past a visitor's inline slots.
+    overflow: FxHashSet<u64>,
+}
+
+impl TopList {
+    fn new(slots: usize) -> Self {
+        Self {
+            ids: FxHashMap::default(),
+            values: Vec::new(),
+            events: Vec::new(),
+            visitors: Vec::new(),
+            slots,
+            inline: Vec::new(),
+            filled: Vec::new(),
+            overflow: FxHashSet::default(),
+        }
+    }
+
+    fn grow_visitors(&mut self, len: usize) {
+        self.inline.resize(len * self.slots, NONE);
+        self.filled.resize(len, 0);
+    }
+
+    fn id_of(&mut self, value: &str) -> u32 {
+        if let Some(id) = self.ids.get(value) {
+            return *id;
+        }
+        let id = self.values.len() as u32;
+        self.ids.insert(value.to_owned(), id);
+        self.values.push(value.to_owned());
+        self.events.push(0);
+        self.visitors.push(0);
+        id
+    }
+
+    /// Adds the events `rows` of one segment, whose ids in this list's column are `local`,
+    /// mapped to this list's ids by `to_list` (index 0: none), their visitors `visitors`.
+    /// One column at a time: the loop touches this list's arrays only.
+    fn add_column(&mut self, to_list: &[u32], local: &[u32], rows: &[u32], visitors: &[u32]) {
+        let mut counts = vec![0u64; to_list.len()];
+        for (&row, &visitor) in rows.iter().zip(visitors) {
+            let id = local[row as usize] as usize;
+            counts[id] += 1;
+            let value = to_list[id];
+            if value != NONE && visitor != NONE {
+                self.count_visitor(value, visitor);
+            }
+        }
+        for (value, count) in to_list.iter().zip(counts) {
+            if *value != NONE {
+                self.events[*value as usize] += count;
+            }
+        }
+    }
+
+    /// Counts `visitor` for `value` unless it was already.
+    fn count_visitor(&mut self, value: u32, visitor: u32) {
+        let visitor = visitor as usize;
+        let filled = usize::from(self.filled[visitor]);
+        let slots = &mut self.inline[visitor * self.slots..(visitor + 1) * self.slots];
+        if slots[..filled].contains(&value) {
+            return;
+        }
+        let new = if filled < slots.len() {
+            slots[filled] = value;
+            self.filled[visitor] += 1;
+            true
+        } else {
+            self.overflow
+                .insert((u64::from(value) << 32) | visitor as u64)
+        };
+        if new {
+            self.visitors[value as usize] += 1;
+        }
+    }
+
+    /// The `limit` values with most events (ties: most visitors, then by value); values
+    /// only seen in events the query left out are not listed.
+    fn top(self, limit: usize) -> Vec<TopItem> {
+        let mut items: Vec<TopItem> = self
+            .values
+            .into_iter()
+            .zip(self.events.into_iter().zip(self.visitors))
+            .filter(|(_, (events, _))| *events > 0)
+            .map(|(value, (events, visitors))| TopItem {
+                value,
+                events,
+                visitors,
+            })
+            .collect();
+        items.sort_by(|a, b| {
+            b.events
+                .cmp(&a.events)
+                .then(b.visitors.cmp(&a.visitors))
+                .then_with(|| a.value.cmp(&b.value))
+        });
+        items.truncate(limit);
+        items
+    }
+}
+
+/// A set of small ids.
+#[derive(Default)]
+struct IdSet(Vec<u64>);
+
+impl IdSet {
+    /// Adds `id`; whether it was new.
+    fn insert(&mut self, id: u32) -> bool {
+        let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        let new = self.0[word] & bit == 0;
+        self.0[word] |= bit;
+        new
+    }
+}
+
+/// The query's filters as segment columns and the values they want.
+fn wanted(query: &MetricsQuery) -> Vec<(usize, &str)> {
+    let filters = &query.filters;
+    [
+        (segment::EVENT_TYPE, query.event_type.as_deref()),
+        (segment::PATH, filters.path.as_deref()),
+        (segment::UTM_SOURCE, filters.utm_source.as_deref()),
+        (segment::REFERRER_HOST, filters.referrer_host.as_deref()),
+        (segment::COUNTRY, filters.country.as_deref()),
+        (segment::DEVICE_TYPE, filters.device_type.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(column, value)| value.map(|value| (column, value)))
+    .collect()
+}
+
+/// Folds segments into the report of one query.
+pub(crate) struct Tally {
+    query: MetricsQuery,
+    buckets: Vec<DateTime<Utc>>,
+    first_bucket: i64,
+    bucket_seconds: i64,
+    from_micros: i64,
+    to_micros: i64,
+    /// Report-wide ids: a visitor id per user, and per session its id and its visitor id
+    /// (given once it has an event without a user); visitor ids are dense.
+    users: HashMap<String, u32>,
+    sessions: FxHashMap<Uuid, (u32, u32)>,
+    visitors_known: u32,
+    visitors_seen: IdSet,
+    sessions_seen: IdSet,
+    /// Per visitor, the last bucket it was counted in.
+    last_bucket: Vec<u32>,
+    events: u64,
+    pageviews: u64,
+    visitors: u64,
+    series_events: Vec<u64>,
+    series_visitors: Vec<u64>,
+    lists: [TopList; LISTS.len()],
+}
+
+impl Tally {
+    pub(crate) fn new(query: &MetricsQuery) -> Self {
+        let buckets = query.buckets();
+        let first_bucket = buckets.first().map_or(0, DateTime::timestamp);
+        Self {
+            series_events: vec![0; buckets.len()],
+            series_visitors: vec![0; buckets.len()],
+            buckets,
+            first_bucket,
+            bucket_seconds: query.interval.duration().num_seconds(),
+            from_micros: segment::micros_of(query.from),
+            to_micros: segment::micros_of(query.to),
+            query: query.clone(),
+            users: HashMap::new(),
+            sessions: FxHashMap::default(),
+            visitors_known: 0,
+            visitors_seen: IdSet::default(),
+            sessions_seen: IdSet::default(),
+            last_bucket: Vec::new(),
+            events: 0,
+            pageviews: 0,
+            visitors: 0,
+            lists: LISTS.map(|column| TopList::new(inline_slots(column))),
+        }
+    }
+
+    /// The session's index.
+    fn session_index(&mut self, session: Uuid) -> u32 {
+        let next = self.sessions.len() as u32;
+        self.sessions.entry(session).or_insert((next, NONE)).0
+    }
+
+    fn new_visitor(&mut self) -> u32 {
+        let id = self.visitors_known;
+        self.visitors_known += 1;
+        self.grow_visitors(id as usize + 1);
+        id
+    }
+
+    /// The visitor id of the session `index` (of `session`), when it is its own visitor.
+    fn session_visitor(&mut self, session: &Uuid) -> u32 {
+        match self.sessions.get(session).map(|(_, visitor)| *visitor) {
+            Some(visitor) if visitor != NONE => visitor,
+            _ => {
+                let visitor = self.new_visitor();
+                if let Some(entry) = self.sessions.get_mut(session) {
+                    entry.1 = visitor;
+                }
+                visitor
+            }
+        }
+    }
+
+    fn user_visitor(&mut self, user: &str) -> u32 {
+        if let Some(id) = self.users.get(user) {
+            return *id;
+        }
+        let id = self.new_visitor();
+        self.users.insert(user.to_owned(), id);
+        id
+    }
+
+    /// Makes room for visitor ids below `end` in the per-visitor arrays.
+    fn grow_visitors(&mut self, end: usize) {
+        if self.last_bucket.len() < end {
+            // Doubling: visitors arrive one by one.
+            let len = end.max(2 * self.last_bucket.len()).max(1_024);
+            self.last_bucket.resize(len, NONE);
+            for list in &mut self.lists {
+                list.grow_visitors(len);
+            }
+        }
+    }
+
+    /// Adds the events of `segment` the query asks about. Segments must come oldest hour
+    /// first.
+    pub(crate) fn add(&mut self, segment: &Segment<'_>) {
+        let hour_micros = segment.hour_start * 1_000_000;
+        let (low, high) = (self.from_micros - hour_micros, self.to_micros - hour_micros);
+        if high <= 0 || low >= HOUR_SECONDS * 1_000_000 {
+            return;
+        }
+        let whole_hour = low <= 0 && high >= HOUR_SECONDS * 1_000_000;
+        let bucket = (segment.hour_start - self.first_bucket).div_euclid(self.bucket_seconds);
+        let Some(bucket) = usize::try_from(bucket)
+            .ok()
+            .filter(|bucket| *bucket < self.buckets.len())
+        else {
+            return;
+        };
+        // The filters as this segment's ids; a wanted value it lacks leaves nothing.
+        let mut filters = Vec::new();
+        for (column, value) in wanted(&self.query) {
+            match segment.texts[column].iter().position(|text| *text == value) {
+                Some(k) => filters.push((column, k as u32 + 1)),
+                None => return,
+            }
+        }
+        let pageview = segment.texts[segment::EVENT_TYPE]
+            .iter()
+            .position(|text| *text == PAGEVIEW_EVENT)
+            .map_or(NONE, |k| k as u32 + 1);
+        // This segment's dictionaries as report-wide ids (index 0: none).
+        let list_ids: Vec<Vec<u32>> = (0..LISTS.len())
+            .map(|list| {
+                let texts = &segment.texts[LISTS[list]];
+                let mut ids = Vec::with_capacity(texts.len() + 1);
+                ids.push(NONE);
+                ids.extend(texts.iter().map(|text| self.lists[list].id_of(text)));
+                ids
+            })
+            .collect();
+        let session_ids: Vec<u32> = std::iter::once(NONE)
+            .chain(
+                segment
+                    .sessions
+                    .iter()
+                    .map(|session| self.session_index(*session)),
+            )
+            .collect();
+        // Visitor ids are given when first needed, so sessions always signed in take none.
+        let mut session_visitors = vec![NONE; session_ids.len()];
+        let mut user_visitors = vec![NONE; segment.texts[segment::USER_ID].len() + 1];
+
+        let event_types = &segment.text_ids[segment::EVENT_TYPE];
+        let users = &segment.text_ids[segment::USER_ID];
+        // The events the query counts, and their visitors, for the lists below.
+        let mut rows = Vec::with_capacity(segment.len());
+        let mut row_visitors = Vec::with_capacity(segment.len());
+        'events: for i in 0..segment.len() {
+            if !whole_hour {
+                let offset = i64::from(segment.offsets[i]);
+                if offset < low || offset >= high {
+                    continue;
+                }
+            }
+            for (column, id) in &filters {
+                if segment.text_ids[*column][i] != *id {
+                    continue 'events;
+                }
+            }
+            let (local_session, local_user) = (segment.session_ids[i] as usize, users[i] as usize);
+            let session = session_ids[local_session];
+            let visitor = if local_user != 0 {
+                if user_visitors[local_user] == NONE {
+                    user_visitors[local_user] =
+                        self.user_visitor(segment.texts[segment::USER_ID][local_user - 1]);
+                }
+                user_visitors[local_user]
+            } else if local_session != 0 {
+                if session_visitors[local_session] == NONE {
+                    session_visitors[local_session] =
+                        self.session_visitor(&segment.sessions[local_session - 1]);
+                }
+                session_visitors[local_session]
+            } else {
+                NONE
+            };
+            self.events += 1;
+            self.series_events[bucket] += 1;
+            if event_types[i] == pageview {
+                self.pageviews += 1;
+            }
+            if session != NONE {
+                self.sessions_seen.insert(session);
+            }
+            if visitor != NONE {
+                if self.visitors_seen.insert(visitor) {
+                    self.visitors += 1;
+                }
+                let last = &mut self.last_bucket[visitor as usize];
+                if *last != bucket as u32 {
+                    *last = bucket as u32;
+                    self.series_visitors[bucket] += 1;
+                }
+            }
+            rows.push(i as u32);
+            row_visitors.push(visitor);
+        }
+        for (k, list) in self.lists.iter_mut().enumerate() {
+            list.add_column(
+                &list_ids[k],
+                &segment.text_ids[LISTS[k]],
+                &rows,
+                &row_visitors,
+            );
+        }
+    }
+
+    pub(crate) fn finish(self) -> MetricsReport {
+        let limit = self.query.limit;
+        let sessions = self
+            .sessions_seen
+            .0
+            .iter()
+            .map(|word| u64::from(word.count_ones()))
+            .sum();
+        let [
+            pages,
+            referrers,
+            utm_sources,
+            countries,
+            devices,
+            browsers,
+            event_types,
+        ] = self.lists;
+        MetricsReport {
+            from: self.query.from,
+            to: self.query.to,
+            interval: self.query.interval,
+            totals: MetricsTotals {
+                events: self.events,
+                pageviews: self.pageviews,
+                visitors: self.visitors,
+                sessions,
+            },
+            series: self
+                .buckets
+                .into_iter()
+                .zip(self.series_events.into_iter().zip(self.series_visitors))
+                .map(|(t, (events, visitors))| SeriesPoint {
+                    t,
+                    events,
+                    visitors,
+                })
+                .collect(),
+            top_pages: pages.top(limit),
+            top_referrers: referrers.top(limit),
+            top_utm_sources: utm_sources.top(limit),
+            top_countries: countries.top(limit),
+            devices: devices.top(limit),
+            browsers: browsers.top(limit),
+            event_types: event_types.top(limit),
+        }
+    }
+}
