@@ -32,6 +32,24 @@ pub(crate) trait BatchWriter {
     /// Stores metric segments.
     async fn insert_segments(&mut self, segments: &[NewSegment]) -> QueryResult<()>;
 
+    /// Upserts `sessions` (at most [`ROWS_PER_STATEMENT`]) and stores `segments`: the two
+    /// last statements of a batch, which depend on the rows written but not on each other,
+    /// so a backend that can send both at once (PostgreSQL's pipelining) saves a round trip
+    /// on every batch.
+    async fn upsert_sessions_and_insert_segments(
+        &mut self,
+        sessions: &[SessionRecord],
+        segments: &[NewSegment],
+    ) -> QueryResult<()> {
+        if !sessions.is_empty() {
+            self.upsert_sessions(sessions).await?;
+        }
+        if !segments.is_empty() {
+            self.insert_segments(segments).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes the metric segments `ids`; returns how many existed.
     async fn delete_segments(&mut self, ids: &[i64]) -> QueryResult<usize>;
 
@@ -67,15 +85,19 @@ pub(crate) async fn write_batch<W: BatchWriter>(
         ids.extend(writer.insert(chunk).await?);
     }
     let written = super::written(&rows, &ids);
-    if follow_ups.session_upsert {
-        let sessions = sessions::fold(written.iter().copied());
-        for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
-            writer.upsert_sessions(chunk).await?;
-        }
-    }
+    let sessions = if follow_ups.session_upsert {
+        sessions::fold(written.iter().copied())
+    } else {
+        Vec::new()
+    };
     let segments = metrics::segments_of_written(&written);
-    if !segments.is_empty() {
-        writer.insert_segments(&segments).await?;
+    // All session chunks but the last alone; the last with the segments.
+    let last = sessions.len().saturating_sub(1) / ROWS_PER_STATEMENT * ROWS_PER_STATEMENT;
+    for chunk in sessions[..last].chunks(ROWS_PER_STATEMENT) {
+        writer.upsert_sessions(chunk).await?;
     }
+    writer
+        .upsert_sessions_and_insert_segments(&sessions[last..], &segments)
+        .await?;
     Ok(ids.len())
 }

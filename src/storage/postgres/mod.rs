@@ -156,11 +156,12 @@ async fn insert_unnest(
     Ok(written.into_iter().map(|row| row.id).collect())
 }
 
-/// Upserts the sessions `rows` fold into.
-async fn upsert_sessions(
-    connection: &mut AsyncPgConnection,
-    rows: &[SessionRecord],
-) -> diesel::QueryResult<usize> {
+/// Upserts the sessions `rows` fold into. Through a shared reference to the connection, so
+/// that it can be pipelined with another statement.
+fn upsert_sessions<'a>(
+    connection: &'a AsyncPgConnection,
+    rows: &'a [SessionRecord],
+) -> impl Future<Output = diesel::QueryResult<usize>> + Send + 'a {
     use diesel::sql_types::{Int8, Nullable, Text, Timestamptz};
     let text = |field: fn(&SessionRecord) -> Option<&str>| -> Vec<Option<&str>> {
         rows.iter().map(field).collect()
@@ -175,7 +176,7 @@ async fn upsert_sessions(
         .bind::<Array<Nullable<Text>>, _>(text(|row| row.device_type.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|row| row.country.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|row| row.utm_source.as_deref()));
-    Prepared(statement).execute(connection).await
+    Prepared(statement).execute(&mut &*connection)
 }
 
 /// The batch statements in PostgreSQL's dialect: `= ANY($1)` and `UNNEST` over arrays.
@@ -203,6 +204,24 @@ impl BatchWriter for PgBatchWriter<'_> {
 
     async fn insert_segments(&mut self, segments: &[NewSegment]) -> QueryResult<()> {
         insert_segments!(&mut *self.0, segments, RunQueryDsl::execute, await).map(drop)
+    }
+
+    async fn upsert_sessions_and_insert_segments(
+        &mut self,
+        sessions: &[SessionRecord],
+        segments: &[NewSegment],
+    ) -> QueryResult<()> {
+        if sessions.is_empty() || segments.is_empty() {
+            if !sessions.is_empty() {
+                upsert_sessions(self.0, sessions).await?;
+            }
+            return self.insert_segments(segments).await;
+        }
+        // Both sent before either answer is awaited (diesel-async pipelines them).
+        let connection: &AsyncPgConnection = self.0;
+        let upsert = upsert_sessions(connection, sessions);
+        let insert = insert_segments!(&mut &*connection, segments, RunQueryDsl::execute);
+        futures_util::try_join!(upsert, insert).map(drop)
     }
 
     async fn delete_segments(&mut self, ids: &[i64]) -> QueryResult<usize> {
