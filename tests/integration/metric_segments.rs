@@ -29,7 +29,9 @@ fn hour(n: i64) -> DateTime<Utc> {
 }
 
 /// Event `n` of a deterministic mix: 3 hours, 30 sessions (a third signed in, users shared
-/// between sessions), 7 pages, 3 countries, two event types.
+/// between sessions), 11 pages (a signed-in visitor sees all of them: more than the values a
+/// visitor keeps inline, so exact counting goes through the overflow set too), 3 countries,
+/// two event types.
 fn event(n: u32) -> EventRecord {
     let mut event = test_support::event(if n.is_multiple_of(3) {
         "clicked"
@@ -41,7 +43,7 @@ fn event(n: u32) -> EventRecord {
     event.user_id = (n % 30 < 10).then(|| format!("user-{}", n % 5));
     event.props = Some(Props::from_json_text(format!(
         r#"{{"path":"/page/{}"}}"#,
-        n % 7
+        n % 11
     )));
     event.enrichment.country = Some(["DE", "FR", "US"][(n % 3) as usize].into());
     event.dedup_fingerprint = Some(format!("segments-{n}"));
@@ -113,9 +115,23 @@ async fn reports_count_exactly_what_was_written(store: Arc<dyn EventStore>) {
         let visitors: HashSet<String> = of_page.iter().map(|event| visitor(event)).collect();
         (of_page.len() as u64, visitors.len() as u64)
     };
-    assert_eq!(got.top_pages.len(), 7);
+    assert_eq!(got.top_pages.len(), 11);
     for item in &got.top_pages {
         assert_eq!((item.events, item.visitors), page(item), "{}", item.value);
+    }
+    assert_eq!(got.top_countries.len(), 3);
+    for item in &got.top_countries {
+        let of_country: Vec<&EventRecord> = events
+            .iter()
+            .filter(|event| event.enrichment.country.as_deref() == Some(item.value.as_str()))
+            .collect();
+        let visitors: HashSet<String> = of_country.iter().map(|event| visitor(event)).collect();
+        assert_eq!(
+            (item.events, item.visitors),
+            (of_country.len() as u64, visitors.len() as u64),
+            "{}",
+            item.value
+        );
     }
     // A part of an hour counts only its events.
     let part = MetricsQuery {

@@ -9,8 +9,6 @@
 //! come close together, so those stay in cache), and only past those against a hash set of
 //! pairs, whose every probe would be a cache miss.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use rustc_hash::{FxHashMap, FxHashSet};
 use uuid::Uuid;
@@ -195,18 +193,17 @@ pub(crate) struct Tally {
     bucket_seconds: i64,
     from_micros: i64,
     to_micros: i64,
-    /// Report-wide ids: a visitor id per user, and per session its id and its visitor id
-    /// (given once it has an event without a user); visitor ids are dense.
-    users: HashMap<String, u32>,
+    /// Report-wide ids: a visitor id per user, and per session its id and its visitor id.
+    /// Visitor ids are dense and given at a visitor's first counted event, so there are as
+    /// many as distinct visitors.
+    users: FxHashMap<String, u32>,
     sessions: FxHashMap<Uuid, (u32, u32)>,
-    visitors_known: u32,
-    visitors_seen: IdSet,
+    visitors: u32,
     sessions_seen: IdSet,
     /// Per visitor, the last bucket it was counted in.
     last_bucket: Vec<u32>,
     events: u64,
     pageviews: u64,
-    visitors: u64,
     series_events: Vec<u64>,
     series_visitors: Vec<u64>,
     lists: [TopList; LISTS.len()],
@@ -225,15 +222,13 @@ impl Tally {
             from_micros: segment::micros_of(query.from),
             to_micros: segment::micros_of(query.to),
             query: query.clone(),
-            users: HashMap::new(),
+            users: FxHashMap::default(),
             sessions: FxHashMap::default(),
-            visitors_known: 0,
-            visitors_seen: IdSet::default(),
+            visitors: 0,
             sessions_seen: IdSet::default(),
             last_bucket: Vec::new(),
             events: 0,
             pageviews: 0,
-            visitors: 0,
             lists: LISTS.map(|column| TopList::new(inline_slots(column))),
         }
     }
@@ -245,13 +240,13 @@ impl Tally {
     }
 
     fn new_visitor(&mut self) -> u32 {
-        let id = self.visitors_known;
-        self.visitors_known += 1;
+        let id = self.visitors;
+        self.visitors += 1;
         self.grow_visitors(id as usize + 1);
         id
     }
 
-    /// The visitor id of the session `index` (of `session`), when it is its own visitor.
+    /// The visitor id of `session` as a visitor of its own (its events without a user).
     fn session_visitor(&mut self, session: &Uuid) -> u32 {
         match self.sessions.get(session).map(|(_, visitor)| *visitor) {
             Some(visitor) if visitor != NONE => visitor,
@@ -379,9 +374,6 @@ impl Tally {
                 self.sessions_seen.insert(session);
             }
             if visitor != NONE {
-                if self.visitors_seen.insert(visitor) {
-                    self.visitors += 1;
-                }
                 let last = &mut self.last_bucket[visitor as usize];
                 if *last != bucket as u32 {
                     *last = bucket as u32;
@@ -425,7 +417,7 @@ impl Tally {
             totals: MetricsTotals {
                 events: self.events,
                 pageviews: self.pageviews,
-                visitors: self.visitors,
+                visitors: u64::from(self.visitors),
                 sessions,
             },
             series: self
