@@ -1,7 +1,9 @@
 //! The metrics benchmark (issue 18): a million stored events over 30 days (100 000
 //! sessions, ten events each a few seconds apart, the realistic traffic's paths, user agents
-//! and attribution, varied countries, devices and browsers), then `getMetrics` over JSON-RPC
-//! for 30 days and for 24 hours, with the top lists, medians of repeated calls.
+//! and attribution, varied countries, devices and browsers), one compaction pass of their
+//! metric segments (what a running server has done for hours long closed), then
+//! `getMetrics` over JSON-RPC for 30 days and for 24 hours, with the top lists, and for 30
+//! days with two filters (a comparison line), medians of repeated calls.
 
 use std::time::Instant;
 

@@ -1,6 +1,6 @@
-//! Server-Sent Events for live viewers: SSE `GET /api/live` ([`live`]) and the tRPC
+//! Server-Sent Events for live viewers: SSE `GET /api/live` (`live`) and the tRPC
 //! subscription `eventIngestion.live` ([`trpc_subscription`]) frame the same
-//! [`LiveFeed`](crate::api::live::LiveFeed), each in its own dialect.
+//! [`LiveFeed`], each in its own dialect.
 //!
 //! | item      | `/api/live`                                   | tRPC `httpSubscriptionLink`         |
 //! |-----------|-----------------------------------------------|-------------------------------------|

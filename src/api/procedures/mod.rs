@@ -1,7 +1,7 @@
 //! The procedures, one file each. Each file declares its procedure once — path, kind,
 //! access, summary, input and output schemas, handler — in a [`ProcedureSpec`]; the JSON-RPC
 //! registration, the tRPC dispatch, the admin check and `schema/` are all derived from
-//! [`ALL`]. Adding a procedure is one new file here and one line in [`ALL`].
+//! `ALL`. Adding a procedure is one new file here and one line in `ALL`.
 
 mod diagnostics;
 mod force_flush;

@@ -1,14 +1,14 @@
 //! `getMetrics`, once for every backend. The write transaction of every batch also stores
 //! its events' metric fields as compact per-hour [`segment`]s; a report reads only the
 //! segments of its range (a few hundred blobs for 30 days, where the events are a million
-//! rows) and [`tally`] folds them, exactly. Backends only store and return the blobs, so both
+//! rows) and `tally` folds them, exactly. Backends only store and return the blobs, so both
 //! give the same answer by construction.
 //!
 //! An hour's segments are merged in the background ([`compaction`]); retention deletes the
 //! segments of expired hours and trims the hour its cutoff falls in. Databases that held
-//! events before segments existed get theirs once, at migration ([`backfill`]).
+//! events before segments existed get theirs once, at migration (`backfill`).
 //!
-//! The range is read in windows of [`READ_WINDOW`], [`READS_AHEAD`] at a time, so memory
+//! The range is read in windows of `READ_WINDOW`, `READS_AHEAD` at a time, so memory
 //! holds that many windows' segments and the distinct visitors and sessions of the range.
 
 pub mod compaction;

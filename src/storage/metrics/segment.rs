@@ -7,7 +7,7 @@
 //! compaction later merges an hour's segments (see `compaction`). Bots are never encoded.
 //!
 //! Layout (little-endian), version 1:
-//! `version u8 · hour_start i64 (unix seconds) · n u32 ·` for each of [`TEXTS`] text
+//! `version u8 · hour_start i64 (unix seconds) · n u32 ·` for each of the `TEXTS` text
 //! columns a dictionary `count u32 · count × len u32 · the texts' utf-8, end to end` · the
 //! session dictionary
 //! `count u32 · (16 bytes)*` · the offsets from the hour in microseconds `n × u32` · for
