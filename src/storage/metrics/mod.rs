@@ -131,31 +131,28 @@ macro_rules! metric_rows {
 }
 pub(crate) use metric_rows;
 
-impl MetricRow {
-    /// The row an event gives, for stores that keep [`EventRecord`](crate::domain::EventRecord)s.
-    pub(crate) fn of(event: &crate::domain::EventRecord) -> Option<Self> {
-        (!event.enrichment.is_bot).then(|| Self {
-            occurred_at: event.occurred_at,
-            event_type: event.event_type.clone(),
-            path: event.page_path(),
-            referrer_host: event.enrichment.referrer_host.clone(),
-            utm_source: event.attribution.utm_source.clone(),
-            country: event.enrichment.country.clone(),
-            device_type: event.enrichment.device_type.clone(),
-            browser_name: event.enrichment.browser_name.clone(),
-            user_id: event.user_id.clone(),
-            session_id: event.session_id,
-        })
-    }
-}
-
-/// The segments of the written events of a batch (bots left out), one per hour.
+/// The segments of the written events of a batch (bots left out), one per hour. The
+/// fields are borrowed from the events; only the page path is worked out.
 pub(crate) fn segments_of_written(events: &[&EventRecord]) -> Vec<NewSegment> {
-    let rows: Vec<MetricRow> = events
+    let counted: Vec<(&EventRecord, Option<String>)> = events
         .iter()
-        .filter_map(|event| MetricRow::of(event))
+        .filter(|event| !event.enrichment.is_bot)
+        .map(|event| (*event, event.page_path()))
         .collect();
-    segment::segments_of(rows.iter().map(SegmentEvent::of_row))
+    segment::segments_of(counted.iter().map(|(event, path)| SegmentEvent {
+        at: event.occurred_at,
+        texts: [
+            Some(event.event_type.as_str()),
+            path.as_deref(),
+            event.enrichment.referrer_host.as_deref(),
+            event.attribution.utm_source.as_deref(),
+            event.enrichment.country.as_deref(),
+            event.enrichment.device_type.as_deref(),
+            event.enrichment.browser_name.as_deref(),
+            event.user_id.as_deref(),
+        ],
+        session: event.session_id,
+    }))
 }
 
 /// The report of `query` from `store`'s segments, read window by window.
@@ -170,12 +167,13 @@ pub(crate) async fn report<S: EventStore + ?Sized>(
         .map(|(start, end)| store.metric_segments(start, end))
         .buffered(READS_AHEAD);
     while let Some(blobs) = windows.try_next().await? {
-        let mut segments = blobs
+        let segments = blobs
             .iter()
             .map(|blob| Segment::decode(blob))
             .collect::<Result<Vec<_>, _>>()
             .map_err(corrupt)?;
-        segments.sort_by_key(|segment| segment.hour_start);
+        // The fold needs hours in order, as `metric_segments` returns them.
+        debug_assert!(segments.is_sorted_by_key(|segment| segment.hour_start));
         for segment in &segments {
             tally.add(segment);
         }

@@ -15,9 +15,9 @@
 //! "none" and id `k` the dictionary's `k`-th entry.
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
 use super::MetricRow;
@@ -88,52 +88,51 @@ impl<'a> SegmentEvent<'a> {
     }
 }
 
-/// A dictionary being built: each distinct value once, in first-seen order.
+/// A dictionary being built: each distinct value once, in first-seen order, borrowed from
+/// the events being encoded.
 #[derive(Default)]
-struct Dictionary {
-    index: HashMap<String, u32>,
-    values: Vec<String>,
+struct Dictionary<'a> {
+    index: FxHashMap<&'a str, u32>,
+    values: Vec<&'a str>,
 }
 
-impl Dictionary {
-    fn id_of(&mut self, value: Option<&str>) -> u32 {
+impl<'a> Dictionary<'a> {
+    fn id_of(&mut self, value: Option<&'a str>) -> u32 {
         let Some(value) = value else { return 0 };
-        if let Some(id) = self.index.get(value) {
-            return *id;
-        }
-        self.values.push(value.to_owned());
-        let id = self.values.len() as u32;
-        self.index.insert(value.to_owned(), id);
-        id
+        let next = self.values.len() as u32 + 1;
+        *self.index.entry(value).or_insert_with(|| {
+            self.values.push(value);
+            next
+        })
     }
 }
 
 /// Builds the segment of one hour.
-pub(crate) struct SegmentBuilder {
+pub(crate) struct SegmentBuilder<'a> {
     hour_start: i64,
     offsets: Vec<u32>,
-    texts: [Dictionary; TEXTS],
+    texts: [Dictionary<'a>; TEXTS],
     text_ids: [Vec<u32>; TEXTS],
-    sessions: HashMap<Uuid, u32>,
+    sessions: FxHashMap<Uuid, u32>,
     session_values: Vec<Uuid>,
     session_ids: Vec<u32>,
 }
 
-impl SegmentBuilder {
+impl<'a> SegmentBuilder<'a> {
     pub(crate) fn new(hour_start: i64) -> Self {
         Self {
             hour_start,
             offsets: Vec::new(),
             texts: Default::default(),
             text_ids: Default::default(),
-            sessions: HashMap::new(),
+            sessions: FxHashMap::default(),
             session_values: Vec::new(),
             session_ids: Vec::new(),
         }
     }
 
     /// Adds an event of this builder's hour.
-    pub(crate) fn push(&mut self, event: &SegmentEvent<'_>) {
+    pub(crate) fn push(&mut self, event: &SegmentEvent<'a>) {
         let offset = micros_of(event.at) - self.hour_start * 1_000_000;
         debug_assert!((0..HOUR_SECONDS * 1_000_000).contains(&offset));
         self.offsets
@@ -379,9 +378,9 @@ impl<'a> Segment<'a> {
 
 /// One segment of the events of `segments` (all of `hour_start`) that occurred at or after
 /// `keep_from`; `None` when none did.
-pub(crate) fn merge(
+pub(crate) fn merge<'a>(
     hour_start: i64,
-    segments: &[Segment<'_>],
+    segments: &[Segment<'a>],
     keep_from: Option<DateTime<Utc>>,
 ) -> Option<NewSegment> {
     let mut builder = SegmentBuilder::new(hour_start);
