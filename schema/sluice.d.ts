@@ -154,7 +154,7 @@ export type LiveMessage = {
 
 /** What the site looks like now. */
 export interface LiveSnapshot {
-  /** Each current visitor counted once, on its latest page; most visitors first. */
+  /** Each current visitor counted once, on its latest page; most visitors first, then by path; the 100 busiest pages. */
   activePages: Array<ActivePage>;
   /** RFC 3339, UTC. */
   at: string;

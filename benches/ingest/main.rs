@@ -23,9 +23,14 @@
 //! - metrics: `getMetrics` over a million stored events, 30 days and 24 hours
 //!   (`SLUICE_BENCH_ONLY=metrics` runs only this, on SQLite and PostgreSQL);
 //! - the server tracker: `Tracker::track`'s cost on the calling task and one tracker's
-//!   events/s into a local Sluice (`SLUICE_BENCH_ONLY=tracker`).
+//!   events/s into a local Sluice (`SLUICE_BENCH_ONLY=tracker`);
+//! - sustained: a minute of `track` (`SLUICE_BENCH_SUSTAINED_SECONDS`) against a `sluice`
+//!   process at the shipped defaults, hostile traffic (a fresh session and browser build on
+//!   every request) and realistic, the first and last ten seconds compared, and the peak RSS
+//!   (`SLUICE_BENCH_ONLY=sustained`; see `sustained`).
 
 mod metrics;
+mod sustained;
 mod tracker;
 mod traffic;
 
@@ -68,6 +73,8 @@ struct Run {
     cores: f64,
     /// Requests whose events were refused (a full buffer); the client went on with the next.
     refused: u64,
+    /// Requests answered in each second of the run.
+    per_second: Vec<u64>,
 }
 
 impl Run {
@@ -102,7 +109,7 @@ impl Run {
 /// One request of the load: its body and the user agent it is sent with.
 struct Body {
     text: String,
-    user_agent: &'static str,
+    user_agent: std::borrow::Cow<'static, str>,
 }
 
 /// A JSON-RPC request body for `method` whose params are written by `params`.
@@ -236,15 +243,21 @@ async fn drive(
         .build_http::<Full<Bytes>>();
     let counter = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
+    let per_second: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..=duration.as_secs() + 1)
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
     let ticks = cpu_ticks();
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for loop_index in 0..connections {
-        let (client, counter, refused, body, url) = (
+        let (client, counter, refused, per_second, body, url) = (
             client.clone(),
             counter.clone(),
             refused.clone(),
+            per_second.clone(),
             body.clone(),
             url.to_owned(),
         );
@@ -267,7 +280,7 @@ async fn drive(
                 let sent = Instant::now();
                 let mut request = http::Request::post(&url)
                     .header("content-type", "application/json")
-                    .header("user-agent", user_agent);
+                    .header("user-agent", user_agent.as_ref());
                 for (name, value) in headers {
                     request = request.header(*name, *value);
                 }
@@ -283,6 +296,10 @@ async fn drive(
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
                 latencies.push(sent.elapsed().as_micros() as u64);
+                let second = started.elapsed().as_secs() as usize;
+                if let Some(count) = per_second.get(second) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
             }
             latencies
         }));
@@ -297,6 +314,11 @@ async fn drive(
         latencies_us,
         cores: cores_busy(ticks),
         refused: refused.load(Ordering::Relaxed),
+        per_second: per_second
+            .iter()
+            .take(duration.as_secs() as usize)
+            .map(|count| count.load(Ordering::Relaxed))
+            .collect(),
     }
 }
 
@@ -430,7 +452,7 @@ async fn transport_ceiling(connections: usize, duration: Duration) -> Run {
         &[],
         Arc::new(|_| Body {
             text: rpc_body("bench.noop", |out| out.push_str("[]")),
-            user_agent: traffic::USER_AGENTS[0],
+            user_agent: traffic::USER_AGENTS[0].into(),
         }),
     )
     .await;
@@ -484,7 +506,7 @@ fn record(traffic: Traffic, n: u64) -> EventRecord {
         props: props.as_ref(),
         occurred_at: now,
         client_ip: Some("127.0.0.1"),
-        user_agent: Some(traffic.user_agent(n)),
+        user_agent: Some(&traffic.user_agent(n)),
     });
     EventRecord {
         id: sluice::domain::new_event_id(),
@@ -849,6 +871,30 @@ async fn main() {
             return;
         }
     }
+    if only.as_deref().is_none_or(|only| only == "sustained") {
+        let seconds = env_or("SLUICE_BENCH_SUSTAINED_SECONDS", 60);
+        println!("\n## sustained (sqlite)");
+        sustained::run(
+            &mut Target::Sqlite(dir.path().to_owned()),
+            seconds,
+            connections,
+        )
+        .await;
+        if let Some(admin) = &postgres_url {
+            println!("\n## sustained (postgres)");
+            let mut target = Target::Postgres(BenchDatabases {
+                admin: admin.clone(),
+                names: Vec::new(),
+            });
+            sustained::run(&mut target, seconds, connections).await;
+            if let Target::Postgres(databases) = target {
+                databases.drop_all().await;
+            }
+        }
+        if only.is_some() {
+            return;
+        }
+    }
     if let Some(admin) = postgres_url {
         targets.push((
             "postgres",
@@ -1032,30 +1078,13 @@ async fn main() {
     // The server runs as a process of its own, with production defaults (a 100 000-event
     // buffer), so its peak RSS is its own: when the database falls behind, the buffer fills
     // and callers are told to retry, so memory stays bounded.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("port")
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .env("SLUICE_BIND", format!("127.0.0.1:{port}"))
-        .env(
-            "SLUICE_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("memory.db").display()),
-        )
-        .env("SLUICE_RATE_LIMIT_PER_SECOND", "0")
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("start sluice");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let url = format!("http://127.0.0.1:{port}");
+    let server = sustained::ServerProcess::start(
+        env!("CARGO_BIN_EXE_sluice"),
+        &format!("sqlite://{}", dir.path().join("memory.db").display()),
+        &[("SLUICE_RATE_LIMIT_PER_SECOND", "0")],
+    )
+    .await;
+    let url = server.url.clone();
     let requests = memory_events / 50;
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -1076,7 +1105,7 @@ async fn main() {
                 loop {
                     let request = http::Request::post(&url)
                         .header("content-type", "application/json")
-                        .header("user-agent", user_agent)
+                        .header("user-agent", user_agent.as_ref())
                         .body(Full::new(text.clone()))
                         .expect("request");
                     let Ok(response) = client.request(request).await else {
@@ -1096,11 +1125,8 @@ async fn main() {
     for task in tasks {
         let _ = task.await;
     }
-    let rss = peak_rss_mib_of(child.id());
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    let rss = server.peak_rss_mib();
+    server.stop();
     println!(
         "\n## memory\n{memory_events} realistic events through trackBatch in {:.1} s; peak RSS of the sluice process {rss:.0} MiB (target <= 150: {})",
         started.elapsed().as_secs_f64(),

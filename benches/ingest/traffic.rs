@@ -11,7 +11,11 @@
 //! - 70 % page views, then clicks, searches and sign-ups.
 //!
 //! [`Kind::SessionLess`] sends the same events without `sessionId`: a comparison line only.
+//! [`Kind::Hostile`] sends them with a fresh `sessionId` each and a random browser build in
+//! every user agent: what a busy day's new visitors look like to the caches, and what anyone
+//! can send on purpose.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use serde_json::{Value, json};
@@ -54,6 +58,8 @@ const LOCALES: [&str; 4] = ["en-US", "de-DE", "fr-FR", "es-ES"];
 pub enum Kind {
     Realistic,
     SessionLess,
+    /// A new session and a new browser build on every event.
+    Hostile,
 }
 
 /// One generated event: everything the body needs, drawn from the event's number.
@@ -143,13 +149,26 @@ impl Traffic {
     }
 
     /// The user agent of event `n`'s session (the header of a request that starts with it).
-    pub fn user_agent(&self, n: u64) -> &'static str {
-        USER_AGENTS[(Shape::of(n).session % USER_AGENTS.len() as u64) as usize]
+    pub fn user_agent(&self, n: u64) -> Cow<'static, str> {
+        if self.kind == Kind::Hostile {
+            let h = mix(n ^ u64::from(self.salt) << 32);
+            return Cow::Owned(format!(
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{}.0.{}.{} Safari/537.36",
+                100 + h % 32,
+                (h >> 8) % 10_000,
+                (h >> 24) % 300
+            ));
+        }
+        Cow::Borrowed(USER_AGENTS[(Shape::of(n).session % USER_AGENTS.len() as u64) as usize])
     }
 
     /// The session of event `n`, if the traffic has sessions.
     pub fn session(&self, n: u64) -> Option<String> {
-        (self.kind == Kind::Realistic).then(|| session_id(self.salt, Shape::of(n).session))
+        match self.kind {
+            Kind::Realistic => Some(session_id(self.salt, Shape::of(n).session)),
+            Kind::Hostile => Some(session_id(self.salt, n)),
+            Kind::SessionLess => None,
+        }
     }
 
     /// Event `n` as a JSON value: the reference [`Traffic::write_event`] must match.

@@ -5,13 +5,15 @@
 //! normal site is never throttled; they stop a single client from flooding the buffer.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-/// How many checks pass between sweeps of idle buckets, which keep memory bounded.
-const SWEEP_EVERY: u64 = 4096;
+/// How many checks pass between looks at how many clients are held.
+const LOOK_EVERY: u64 = 1024;
+/// Clients held before the first sweep of idle buckets.
+const SWEEP_AT_LEAST: usize = 4096;
 
 /// Sustained events per second per client by default.
 pub const DEFAULT_PER_SECOND: u32 = 100;
@@ -51,9 +53,19 @@ impl RateLimited {
 }
 
 /// The keyed token buckets.
+///
+/// A client is held only while its bucket is not full again (at most `burst / per_second`
+/// seconds after its last event, 10 s at the defaults). Idle buckets are swept once the
+/// clients held have doubled since the last sweep, so a sweep of `n` clients follows at
+/// least `n / 2` checks: a few entries a check, however many clients a flood of fresh
+/// session ids brings, and memory stays within twice the clients of the last ten seconds.
 pub struct RateLimits {
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     checks: AtomicU64,
+    /// Clients left by the last sweep.
+    swept_to: AtomicUsize,
+    /// Clients looked at by sweeps so far, for the tests that pin the cost per check.
+    swept: AtomicU64,
 }
 
 impl RateLimits {
@@ -65,6 +77,8 @@ impl RateLimits {
         Self {
             limiter,
             checks: AtomicU64::new(0),
+            swept_to: AtomicUsize::new(0),
+            swept: AtomicU64::new(0),
         }
     }
 
@@ -73,9 +87,8 @@ impl RateLimits {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+        if self.checks.fetch_add(1, Ordering::Relaxed) % LOOK_EVERY == LOOK_EVERY - 1 {
+            self.sweep_if_grown(limiter);
         }
         let cost =
             NonZeroU32::new(u32::try_from(cost).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
@@ -91,6 +104,27 @@ impl RateLimits {
         Err(RateLimited::Exceeded {
             retry_after_secs: retry_after.max(1),
         })
+    }
+
+    /// Forgets the clients whose buckets are full again, once the clients held have doubled.
+    fn sweep_if_grown(&self, limiter: &DefaultKeyedRateLimiter<String>) {
+        let held = limiter.len();
+        let due = SWEEP_AT_LEAST.max(2 * self.swept_to.load(Ordering::Relaxed));
+        if held < due {
+            return;
+        }
+        limiter.retain_recent();
+        let left = limiter.len();
+        if left < held / 2 {
+            limiter.shrink_to_fit();
+        }
+        self.swept_to.store(left, Ordering::Relaxed);
+        self.swept.fetch_add(held as u64, Ordering::Relaxed);
+    }
+
+    /// Clients held now.
+    pub fn clients(&self) -> usize {
+        self.limiter.as_ref().map_or(0, |limiter| limiter.len())
     }
 }
 
@@ -117,6 +151,36 @@ mod tests {
         limits
             .check("ip:5.6.7.8", 1)
             .expect("another client has its own bucket");
+    }
+
+    /// A flood of fresh keys (a client sending a new session id with every event) costs at
+    /// most two swept entries a check, counted over 300 000 checks, whether the keys linger
+    /// (a slow refill keeps them) or leave at once.
+    #[test]
+    fn a_flood_of_new_clients_costs_the_same_per_check() {
+        for per_second in [1, 1_000_000] {
+            let limits = RateLimits::new(RateLimitSettings {
+                per_second,
+                burst: 1000,
+            });
+            // A sweep of `n` clients follows at least `n / 2` new ones, so at every point the
+            // clients swept so far are at most twice the checks so far.
+            for chunk in 1..=30u64 {
+                for n in (chunk - 1) * 10_000..chunk * 10_000 {
+                    limits
+                        .check(&format!("session:{n}"), 1)
+                        .expect("a fresh client");
+                }
+                let swept = limits.swept.load(Ordering::Relaxed);
+                assert!(
+                    swept <= 2 * chunk * 10_000,
+                    "{swept} clients swept in {chunk}0 000 checks at {per_second}/s"
+                );
+            }
+            if per_second > 1 {
+                assert!(limits.clients() < 20_000, "idle clients are forgotten");
+            }
+        }
     }
 
     #[test]

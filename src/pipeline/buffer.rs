@@ -5,7 +5,7 @@
 //! (100 000 events by default) is most of the memory Sluice uses.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -35,8 +35,14 @@ pub struct Buffer {
     capacity: usize,
     batch_size: usize,
     batch_ready: Notify,
-    /// Signalled whenever a write gives up events: room for callers waiting at the door.
+    /// Signalled when a write gives up events: room for callers waiting at the door, woken
+    /// one per event given up, oldest first, so a write costs what it freed, not the number
+    /// of callers waiting (at most one per open connection).
     room: Notify,
+    /// Callers waiting for room now.
+    waiting: AtomicUsize,
+    /// Times a waiting caller was woken, for the tests that pin the cost of a write.
+    wakeups: AtomicU64,
     /// Whether the buffer has refused an event since it was last below 90 % full: an
     /// overload is logged once when it starts and once when it is over, not for every
     /// refused request.
@@ -52,6 +58,8 @@ impl Buffer {
             batch_size,
             batch_ready: Notify::new(),
             room: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            wakeups: AtomicU64::new(0),
             refusing: AtomicBool::new(false),
         }
     }
@@ -107,7 +115,12 @@ impl Buffer {
             let _queue = self.lock();
             self.in_flight.fetch_sub(count, Ordering::Relaxed);
         }
-        self.room.notify_waiters();
+        // Read after the room was made (and a waiter counts itself before it looks for
+        // room): a caller either sees the room or is counted here.
+        let waiting = self.waiting.load(Ordering::SeqCst);
+        for _ in 0..count.min(waiting) {
+            self.room.notify_one();
+        }
     }
 
     /// Puts events whose write failed back in front, in their original order. They were
@@ -157,6 +170,7 @@ impl Buffer {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + patience;
+        let _waiting = Waiting::count(&self.waiting);
         loop {
             // Registered before the check, so that a write between the two is not missed.
             let room = self.room.notified();
@@ -168,6 +182,7 @@ impl Buffer {
             if tokio::time::timeout_at(deadline, room).await.is_err() {
                 return self.check_room();
             }
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -196,6 +211,12 @@ impl Buffer {
         self.batch_ready.notified().await;
     }
 
+    /// Times a waiting caller was woken so far.
+    #[cfg(test)]
+    fn wakeups(&self) -> u64 {
+        self.wakeups.load(Ordering::Relaxed)
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<Slot>> {
         // A panic while holding the lock cannot leave the deque half-updated.
         self.queue
@@ -204,6 +225,21 @@ impl Buffer {
     }
 }
 
+/// Counts a caller as waiting for as long as it waits, however its wait ends.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Self(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 /// One buffered event, packed; kept whole in the (unexpected) case that it cannot be packed.
 enum Slot {
     Packed(Box<[u8]>),
@@ -329,6 +365,48 @@ mod tests {
         assert_eq!(buffer.wait_for_room(patience).await, Ok(()));
         assert_eq!(started.elapsed(), std::time::Duration::from_millis(100));
         writer.await.expect("writer");
+    }
+
+    /// A write that frees one place wakes one of the callers waiting for it, not all of
+    /// them: with 500 callers at the door, each write costs what it freed.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_wakes_as_many_waiting_callers_as_it_made_room_for() {
+        let buffer = std::sync::Arc::new(Buffer::new(10, 10));
+        for _ in 0..10 {
+            buffer.push(event("fill")).expect("room");
+        }
+        let patience = std::time::Duration::from_secs(60);
+        let waiters: Vec<_> = (0..500)
+            .map(|_| {
+                let buffer = buffer.clone();
+                tokio::spawn(async move {
+                    buffer.wait_for_room(patience).await?;
+                    buffer.push(event("in"))
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        for round in 1..=5u64 {
+            let taken = buffer.take(2);
+            buffer.written(taken.len());
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            assert!(
+                buffer.wakeups() <= 2 * round,
+                "{} wake-ups for {} places freed",
+                buffer.wakeups(),
+                2 * round
+            );
+            assert_eq!(
+                buffer.len(),
+                10,
+                "each freed place was taken by a waiting caller"
+            );
+        }
+        let admitted = waiters.iter().filter(|waiter| waiter.is_finished()).count();
+        assert_eq!(admitted, 10);
+        for waiter in waiters {
+            waiter.abort();
+        }
     }
 
     #[test]

@@ -168,8 +168,11 @@ type Tick = u32;
 
 struct Shard<K, V> {
     entries: HashMap<K, (V, Tick)>,
-    /// Keys in insertion order, which is also expiry order (one TTL for all).
+    /// Keys in the order their expiry was set, which is also expiry order (one TTL for all).
+    /// Every live entry has its latest expiry here; older ones of a key are skipped.
     order: VecDeque<(K, Tick)>,
+    /// Queued keys popped so far, for the tests that pin the cost per operation.
+    work: u64,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
@@ -180,6 +183,7 @@ impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
                     Mutex::new(Shard {
                         entries: HashMap::new(),
                         order: VecDeque::new(),
+                        work: 0,
                     })
                 })
                 .collect(),
@@ -213,11 +217,10 @@ impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
         shard.expire(now);
         shard.make_room(self.capacity_per_shard);
         let expires_at = self.expiry(now);
-        if shard
-            .entries
-            .insert(key.clone(), (value, expires_at))
-            .is_none()
-        {
+        let replaced = shard.entries.insert(key.clone(), (value, expires_at));
+        // A key whose expiry moved is queued again: the queue entry it had no longer matches,
+        // and an entry with none would never expire nor count against the capacity.
+        if replaced.is_none_or(|(_, queued)| queued != expires_at) {
             shard.order.push_back((key, expires_at));
         }
     }
@@ -254,6 +257,12 @@ impl<K: Hash + Eq + Clone, V: Clone + PartialEq> TtlCache<K, V> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Queued keys popped so far by expiry and eviction, over all shards.
+    #[cfg(test)]
+    fn work(&self) -> u64 {
+        self.shards.iter().map(|shard| lock(shard).work).sum()
     }
 
     fn now(&self) -> Tick {
@@ -300,6 +309,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let Some((key, queued_expiry)) = self.order.pop_front() else {
             return false;
         };
+        self.work += 1;
         if self
             .entries
             .get(&key)
@@ -449,6 +459,59 @@ mod tests {
             .map(|shard| lock(shard).order.len())
             .sum();
         assert!(queued <= SHARDS, "bounded: {queued}");
+    }
+
+    /// A key set again with a later expiry keeps a place in the queue at that expiry, so it
+    /// still expires and counts against the capacity (it used to keep only its first place,
+    /// which then no longer matched: the key stayed in the map for good).
+    #[tokio::test(start_paused = true)]
+    async fn a_key_set_again_later_keeps_its_place_in_the_queue() {
+        let cache = TtlCache::new(Duration::from_secs(60), 1_000);
+        cache.set("k", 1);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        cache.set("k", 2);
+        {
+            let shard = cache.shard(&"k");
+            let (_, expires_at) = shard.entries[&"k"];
+            assert!(
+                shard.order.contains(&("k", expires_at)),
+                "queued at its latest expiry: {:?}",
+                shard.order
+            );
+        }
+        tokio::time::advance(Duration::from_secs(45)).await;
+        assert_eq!(cache.get(&"k"), Some(2), "alive: set again 45 s ago");
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(cache.get(&"k"), None);
+        cache.set("k", 3);
+        assert_eq!(cache.len(), 1);
+    }
+
+    /// Every operation pops at most the queued keys it or an earlier one pushed, so a full
+    /// cache costs what an empty one does: counted over a million inserts into a cache of
+    /// 10 000, with keys expiring, evicted early and set again.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_cache_costs_the_same_per_operation_as_an_empty_one() {
+        let cache = TtlCache::new(Duration::from_secs(60), 10_000);
+        let mut costs = Vec::new();
+        for chunk in 0..100u64 {
+            let before = cache.work();
+            for n in chunk * 10_000..(chunk + 1) * 10_000 {
+                cache.insert_if_absent(n, n);
+                cache.set(n / 2, n);
+                if n % 3 == 0 {
+                    cache.remove_if(&n, &n);
+                }
+            }
+            costs.push((cache.work() - before) as f64 / 10_000.0);
+            tokio::time::advance(Duration::from_secs(7)).await;
+        }
+        assert!(cache.len() <= 10_000 + SHARDS, "bounded: {}", cache.len());
+        let most = costs.iter().copied().fold(0.0, f64::max);
+        assert!(
+            most <= 3.0,
+            "queued keys popped per operation pair: {costs:?}"
+        );
     }
 
     #[test]

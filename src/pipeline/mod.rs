@@ -5,6 +5,7 @@
 pub mod buffer;
 pub mod clock;
 pub mod compaction;
+pub mod consent;
 pub mod dedup;
 pub mod durability;
 pub mod enrichment;
@@ -15,7 +16,6 @@ pub mod stats;
 pub mod validation;
 mod writer_thread;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,8 +145,9 @@ pub struct Pipeline {
     recent_keys: TtlCache<Uuid, Uuid>,
     enricher: enrichment::Enricher,
     /// Subjects that opted out: answered `suppressed` at once. The write transaction checks
-    /// the consents table again, so an opt-out made on another node is honoured too.
-    opted_out: std::sync::RwLock<HashSet<ConsentSubject>>,
+    /// the consents table again, so an opt-out made on another node, or one this bounded
+    /// cache no longer holds, is honoured too.
+    opted_out: consent::OptOuts,
     live_hub: Arc<LiveHub>,
     live_encoder: LiveEncoder,
     /// Carries this node's live events to the others, on a backend shared by several nodes.
@@ -189,7 +190,7 @@ impl Pipeline {
             recent_fingerprints: TtlCache::new(config.dedup_ttl, config.dedup_cache_capacity),
             recent_keys: TtlCache::new(config.idempotency_cache_ttl, config.dedup_cache_capacity),
             enricher: enrichment::Enricher::new(config.geoip.clone(), config.ip_storage),
-            opted_out: Default::default(),
+            opted_out: consent::OptOuts::new(consent::MAX_OPT_OUTS),
             config,
             buffer,
             waiters,
@@ -355,8 +356,7 @@ impl Pipeline {
         if self.config.drop_bots && self.enricher.is_bot(context.user_agent.as_deref()) {
             return true;
         }
-        let opted_out = self.opted_out.read().unwrap_or_else(|p| p.into_inner());
-        if opted_out.is_empty() {
+        if self.opted_out.is_empty() {
             return false;
         }
         let user = caller
@@ -367,10 +367,7 @@ impl Pipeline {
             .session_id
             .as_deref()
             .map(|session| ConsentSubject::Session(session.to_ascii_lowercase()));
-        [user, session]
-            .into_iter()
-            .flatten()
-            .any(|subject| opted_out.contains(&subject))
+        self.opted_out.any_of([user, session].into_iter().flatten())
     }
 
     /// Records a consent decision durably, then applies it here at once.
@@ -385,22 +382,17 @@ impl Pipeline {
                 .await
                 .map_err(PipelineError::ConsentNotSaved)?;
         }
-        let mut opted_out = self.opted_out.write().unwrap_or_else(|p| p.into_inner());
         for subject in subjects {
-            if granted {
-                opted_out.remove(subject);
-            } else {
-                opted_out.insert(subject.clone());
-            }
+            self.opted_out.record(subject, granted);
         }
         Ok(())
     }
 
-    /// Reloads the opted-out subjects from the database (decisions made on other nodes).
+    /// Picks up the consent decisions made since the last refresh, on any node.
     pub async fn refresh_consents(&self) -> Result<(), StorageError> {
-        let subjects: HashSet<ConsentSubject> = self.store.opted_out().await?.into_iter().collect();
-        *self.opted_out.write().unwrap_or_else(|p| p.into_inner()) = subjects;
-        Ok(())
+        self.opted_out
+            .refresh(self.store.as_ref(), self.clock.now())
+            .await
     }
 
     /// Gives back the key `id` claimed, when `id` is not going to be stored after all.

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::metrics::{NewSegment, segment::hour_of, segments_of_written};
 use super::{
-    Backend, EventStore, Expiring, PoolStatus, SegmentInfo, SegmentListing, SessionRecord,
-    StorageError,
+    Backend, ConsentDecision, EventStore, Expiring, PoolStatus, SegmentInfo, SegmentListing,
+    SessionRecord, StorageError,
 };
 use crate::domain::{ConsentSubject, EventRecord};
 
@@ -24,7 +24,10 @@ use crate::domain::{ConsentSubject, EventRecord};
 pub struct MemoryStore {
     events: Mutex<Vec<EventRecord>>,
     idempotency_keys: Mutex<HashMap<Uuid, Uuid>>,
-    consents: Mutex<HashMap<ConsentSubject, bool>>,
+    /// Each subject's latest decision and when it was made.
+    consents: Mutex<HashMap<ConsentSubject, (bool, DateTime<Utc>)>>,
+    /// Consent rows read by `consent_decisions` so far.
+    consent_rows_read: AtomicUsize,
     sessions: Mutex<HashMap<Uuid, SessionRecord>>,
     dead_letters: Mutex<Vec<Uuid>>,
     /// Metric segments with their ids, in the order written.
@@ -51,6 +54,16 @@ impl MemoryStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(&key)
+    }
+
+    /// Records a decision as made at `at` (for tests of what a refresh reads).
+    pub fn set_consent_at(&self, subject: &ConsentSubject, granted: bool, at: DateTime<Utc>) {
+        relock(&self.consents).insert(subject.clone(), (granted, at));
+    }
+
+    /// Consent rows read so far.
+    pub fn consent_rows_read(&self) -> usize {
+        self.consent_rows_read.load(Ordering::Relaxed)
     }
 
     pub fn events(&self) -> Vec<EventRecord> {
@@ -107,7 +120,7 @@ impl EventStore for MemoryStore {
             let consents = self.consents.lock().unwrap_or_else(|p| p.into_inner());
             consents
                 .iter()
-                .filter(|(_, granted)| !**granted)
+                .filter(|(_, (granted, _))| !*granted)
                 .map(|(subject, _)| subject.clone())
                 .collect()
         };
@@ -168,18 +181,31 @@ impl EventStore for MemoryStore {
         granted: bool,
     ) -> Result<(), StorageError> {
         self.check_available()?;
-        let mut consents = self.consents.lock().unwrap_or_else(|p| p.into_inner());
-        consents.insert(subject.clone(), granted);
+        self.set_consent_at(subject, granted, Utc::now());
         Ok(())
     }
 
-    async fn opted_out(&self) -> Result<Vec<ConsentSubject>, StorageError> {
+    async fn consent_decisions(
+        &self,
+        since: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<ConsentDecision>, StorageError> {
         self.check_available()?;
-        let consents = self.consents.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(consents
+        let consents = relock(&self.consents);
+        let mut chosen: Vec<(&ConsentSubject, &(bool, DateTime<Utc>))> = consents
             .iter()
-            .filter(|(_, granted)| !**granted)
-            .map(|(subject, _)| subject.clone())
+            .filter(|(_, (granted, at))| since.map_or(!granted, |since| *at >= since))
+            .collect();
+        chosen.sort_by_key(|(_, (_, at))| std::cmp::Reverse(*at));
+        chosen.truncate(limit);
+        self.consent_rows_read
+            .fetch_add(chosen.len(), Ordering::Relaxed);
+        Ok(chosen
+            .into_iter()
+            .map(|(subject, (granted, _))| ConsentDecision {
+                subject: subject.clone(),
+                granted: *granted,
+            })
             .collect())
     }
 

@@ -141,16 +141,55 @@ pub(crate) struct OptedOutRow {
     subject_id: String,
 }
 
-/// The subjects whose latest decision is an opt-out (the same SQL on both backends).
-pub(crate) fn opted_out_query() -> diesel::query_builder::SqlQuery {
-    diesel::sql_query("SELECT subject_type, subject_id FROM consents WHERE NOT granted")
-}
-
 /// The subjects of opted-out rows, whichever backend read them.
 pub(crate) fn opted_out_subjects(rows: Vec<OptedOutRow>) -> Vec<ConsentSubject> {
     rows.into_iter()
         .filter_map(|row| ConsentSubject::from_parts(&row.subject_type, row.subject_id))
         .collect()
+}
+
+/// A subject's latest consent decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentDecision {
+    pub subject: ConsentSubject,
+    pub granted: bool,
+}
+
+/// One consent row, as both backends read it.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct ConsentRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    subject_type: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    subject_id: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    granted: bool,
+}
+
+/// The decisions of consent rows, whichever backend read them.
+pub(crate) fn consent_decisions(rows: Vec<ConsentRow>) -> Vec<ConsentDecision> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let subject = ConsentSubject::from_parts(&row.subject_type, row.subject_id)?;
+            Some(ConsentDecision {
+                subject,
+                granted: row.granted,
+            })
+        })
+        .collect()
+}
+
+/// The consent decisions a node reads, newest first (`{since}` and `{limit}` stand for the
+/// backend's placeholders): every decision from `since` on, or without it the current
+/// opt-outs. Both read the index on `updated_at`.
+pub(crate) fn consent_decisions_sql(since: Option<&str>, limit: &str) -> String {
+    let filter = since.map_or("NOT granted".to_owned(), |since| {
+        format!("updated_at >= {since}")
+    });
+    format!(
+        "SELECT subject_type, subject_id, granted FROM consents WHERE {filter} \
+         ORDER BY updated_at DESC LIMIT {limit}"
+    )
 }
 
 /// How often a claim is retried when the key it conflicted with was released in between.
@@ -270,8 +309,13 @@ pub trait EventStore: Send + Sync + 'static {
         granted: bool,
     ) -> Result<(), StorageError>;
 
-    /// Every subject that has currently opted out.
-    async fn opted_out(&self) -> Result<Vec<ConsentSubject>, StorageError>;
+    /// At most `limit` consent decisions, newest first: every decision recorded from `since`
+    /// on (by the database's clock), or without `since` the subjects opted out now.
+    async fn consent_decisions(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        limit: usize,
+    ) -> Result<Vec<ConsentDecision>, StorageError>;
 
     /// Reads the analytics session `id` back.
     async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError>;

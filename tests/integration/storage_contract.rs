@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use sluice::domain::{Attribution, ConsentSubject, Enrichment, EventRecord, Props};
-use sluice::storage::{EventStore, TABLES};
+use sluice::storage::{ConsentDecision, EventStore, TABLES};
 use uuid::Uuid;
 
 use crate::store_tests;
@@ -18,6 +18,7 @@ store_tests!(
     a_stored_event_reads_back_as_written,
     repeats_by_id_fingerprint_or_idempotency_key_are_skipped,
     opt_outs_apply_inside_the_write_and_can_be_withdrawn,
+    consent_decisions_since_a_time_come_newest_first,
     an_idempotency_key_belongs_to_its_first_claimer_until_released,
     dead_letters_are_kept_once_per_event,
     every_table_is_counted,
@@ -135,6 +136,40 @@ async fn repeats_by_id_fingerprint_or_idempotency_key_are_skipped(store: Arc<dyn
     assert!(store.find_event(new.id).await.expect("read").is_some());
 }
 
+/// What a node's refresh reads: the decisions since its last refresh, opt-ins included and
+/// changed decisions by their new time, newest first up to the limit; or, on its first, the
+/// subjects opted out now.
+async fn consent_decisions_since_a_time_come_newest_first(store: Arc<dyn EventStore>) {
+    let subject = |id: &str| ConsentSubject::Session(format!("{id}-{}", Uuid::now_v7()));
+    let (a, b, c) = (subject("a"), subject("b"), subject("c"));
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(30));
+    store.set_consent(&a, false).await.expect("opt out");
+    pause().await;
+    let since = Utc::now();
+    pause().await;
+    store.set_consent(&b, false).await.expect("opt out");
+    pause().await;
+    store.set_consent(&a, true).await.expect("opt in again");
+    pause().await;
+    store.set_consent(&c, false).await.expect("opt out");
+    let decision = |subject: &ConsentSubject, granted| ConsentDecision {
+        subject: subject.clone(),
+        granted,
+    };
+    let since_then = store.consent_decisions(Some(since), 100).await;
+    assert_eq!(
+        since_then.expect("read"),
+        [decision(&c, false), decision(&a, true), decision(&b, false)]
+    );
+    let newest = store.consent_decisions(Some(since), 2).await;
+    assert_eq!(
+        newest.expect("read"),
+        [decision(&c, false), decision(&a, true)]
+    );
+    let opted_out = store.consent_decisions(None, 100).await.expect("read");
+    assert_eq!(opted_out, [decision(&c, false), decision(&b, false)]);
+}
+
 async fn opt_outs_apply_inside_the_write_and_can_be_withdrawn(store: Arc<dyn EventStore>) {
     let by_user = full_event();
     let mut by_session = full_event();
@@ -143,9 +178,15 @@ async fn opt_outs_apply_inside_the_write_and_can_be_withdrawn(store: Arc<dyn Eve
     let session = ConsentSubject::Session(by_session.session_id.expect("session").to_string());
     store.set_consent(&user, false).await.expect("opt out");
     store.set_consent(&session, false).await.expect("opt out");
-    let mut opted_out = store.opted_out().await.expect("read");
-    opted_out.sort_by_key(|subject| subject.kind());
-    assert_eq!(opted_out, vec![session.clone(), user.clone()]);
+    let mut opted_out = store.consent_decisions(None, 100).await.expect("read");
+    opted_out.sort_by_key(|decision| decision.subject.kind());
+    assert_eq!(
+        opted_out,
+        [&session, &user].map(|subject| ConsentDecision {
+            subject: subject.clone(),
+            granted: false
+        })
+    );
 
     let anonymous = anonymous_event();
     let batch = [by_user.clone(), by_session.clone(), anonymous.clone()];
@@ -164,7 +205,10 @@ async fn opt_outs_apply_inside_the_write_and_can_be_withdrawn(store: Arc<dyn Eve
     // Opting in again: later events of the subject are kept.
     store.set_consent(&user, true).await.expect("opt in");
     store.set_consent(&session, true).await.expect("opt in");
-    assert_eq!(store.opted_out().await.expect("read"), vec![]);
+    assert_eq!(
+        store.consent_decisions(None, 100).await.expect("read"),
+        vec![]
+    );
     assert_eq!(
         store
             .insert_events(&[by_user.clone(), by_session.clone()])

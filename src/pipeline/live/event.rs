@@ -48,7 +48,8 @@ pub struct LiveSnapshot {
     pub current_visitors: u64,
     /// The latest events, newest first (at most 20).
     pub recent_events: Vec<LiveEvent>,
-    /// Each current visitor counted once, on its latest page; most visitors first.
+    /// Each current visitor counted once, on its latest page; most visitors first, then by
+    /// path; the 100 busiest pages.
     pub active_pages: Vec<ActivePage>,
     pub window_seconds: i64,
     /// RFC 3339, UTC.

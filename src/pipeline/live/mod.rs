@@ -17,14 +17,17 @@
 //! [`MAX_VISITORS`] visitors in the window. Past that
 //! many distinct visitors within five minutes, new ones are not tracked until older ones
 //! expire (counted in [`LiveHub::untracked_visitors`]), so `currentVisitors` saturates at the
-//! bound rather than growing the process.
+//! bound rather than growing the process. So is time: publishing costs the same with a full
+//! window as with an empty one (see [`window`]), so a flood of new visitors cannot slow
+//! ingestion down.
 //!
 //! Across nodes, [`relay`] carries each node's events to the others' hubs.
 
 mod event;
 pub mod relay;
+mod window;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock, Weak};
 
@@ -43,6 +46,8 @@ pub const RECENT_EVENTS: usize = 1_000;
 pub const SNAPSHOT_EVENTS: usize = 20;
 /// Most visitors tracked in the window.
 pub const MAX_VISITORS: usize = 100_000;
+/// Most pages a snapshot lists (the busiest).
+pub const ACTIVE_PAGES: usize = 100;
 /// Batches a viewer may fall behind before it is dropped.
 pub const BATCH_QUEUE: usize = 32;
 /// Most events in one batch.
@@ -88,42 +93,28 @@ impl LiveBatch {
     }
 }
 
-struct Seen {
-    at: DateTime<Utc>,
-    path: Option<String>,
-}
-
-#[derive(Default)]
 struct Window {
     published: u64,
     recent: VecDeque<Arc<LiveEntry>>,
-    visitors: HashMap<String, Seen>,
+    visitors: window::Visitors,
     /// Published, not yet batched (only while someone is viewing).
     unbatched: Vec<Arc<LiveEntry>>,
 }
 
-impl Window {
-    fn expire(&mut self, now: DateTime<Utc>) {
-        let cutoff = now - Duration::seconds(WINDOW_SECONDS);
-        self.visitors.retain(|_, seen| seen.at > cutoff);
-    }
-
-    fn snapshot(&mut self, now: DateTime<Utc>) -> LiveSnapshot {
-        self.expire(now);
-        let mut pages: HashMap<&str, u64> = HashMap::new();
-        for seen in self.visitors.values() {
-            if let Some(path) = &seen.path {
-                *pages.entry(path.as_str()).or_default() += 1;
-            }
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            published: 0,
+            recent: VecDeque::with_capacity(RECENT_EVENTS),
+            visitors: window::Visitors::new(Duration::seconds(WINDOW_SECONDS), MAX_VISITORS),
+            unbatched: Vec::new(),
         }
-        let mut active_pages: Vec<ActivePage> = pages
-            .into_iter()
-            .map(|(path, visitors)| ActivePage {
-                path: path.to_owned(),
-                visitors,
-            })
-            .collect();
-        active_pages.sort_by(|a, b| b.visitors.cmp(&a.visitors).then(a.path.cmp(&b.path)));
+    }
+}
+
+impl Window {
+    fn snapshot(&mut self, now: DateTime<Utc>) -> LiveSnapshot {
+        self.visitors.expire_all(now);
         LiveSnapshot {
             current_visitors: self.visitors.len() as u64,
             recent_events: self
@@ -133,7 +124,7 @@ impl Window {
                 .take(SNAPSHOT_EVENTS)
                 .map(|entry| entry.event.clone())
                 .collect(),
-            active_pages,
+            active_pages: self.visitors.busiest_pages(ACTIVE_PAGES),
             window_seconds: WINDOW_SECONDS,
             at: now,
         }
@@ -189,21 +180,9 @@ impl LiveHub {
         };
         let mut window = self.lock();
         if let Some(visitor) = &event.visitor_id {
-            let seen = Seen {
-                at: now,
-                path: event.path.clone(),
-            };
-            if let Some(known) = window.visitors.get_mut(visitor) {
-                *known = seen;
-            } else {
-                if window.visitors.len() >= MAX_VISITORS {
-                    window.expire(now);
-                }
-                if window.visitors.len() < MAX_VISITORS {
-                    window.visitors.insert(visitor.clone(), seen);
-                } else {
-                    self.untracked_visitors.fetch_add(1, Ordering::Relaxed);
-                }
+            let tracked = window.visitors.see(visitor, event.path.as_deref(), now);
+            if tracked == window::Tracked::WindowFull {
+                self.untracked_visitors.fetch_add(1, Ordering::Relaxed);
             }
         }
         window.published += 1;
@@ -452,22 +431,47 @@ mod tests {
             hub.publish(encoder.encode(&record), at(0));
         }
         assert_eq!(hub.lock().recent.len(), RECENT_EVENTS);
-        let mut window = hub.lock();
-        for index in 0..MAX_VISITORS {
-            window.visitors.insert(
-                index.to_string(),
-                Seen {
-                    at: at(0),
-                    path: None,
-                },
-            );
+        for _ in 0..MAX_VISITORS {
+            hub.publish(view(&encoder, Uuid::now_v7(), "/"), at(0));
         }
-        drop(window);
+        assert_eq!(hub.untracked_visitors(), 0);
         hub.publish(view(&encoder, Uuid::now_v7(), "/"), at(1));
         assert_eq!(hub.untracked_visitors(), 1);
         assert_eq!(hub.snapshot(at(1)).current_visitors, MAX_VISITORS as u64);
         // Once the old visitors expire, new ones are tracked again.
         hub.publish(view(&encoder, Uuid::now_v7(), "/"), at(400));
         assert_eq!(hub.snapshot(at(400)).current_visitors, 1);
+    }
+
+    /// The regression test of the cliff: with more distinct visitors than the window holds,
+    /// every new one used to scan the whole window under the hub's lock. The entries a
+    /// publish touches are counted over 2.5 × [`MAX_VISITORS`] new visitors, arriving faster
+    /// than five minutes can hold: the most any 10 000 of them cost stays a few each.
+    #[test]
+    fn publishing_past_the_visitor_cap_costs_the_same_per_event() {
+        let (hub, encoder) = (LiveHub::new(), LiveEncoder::new(b"key"));
+        let total = MAX_VISITORS as u64 * 5 / 2;
+        let mut costs = Vec::new();
+        for chunk in 0..total / 10_000 {
+            let before = hub.lock().visitors.work();
+            for n in chunk * 10_000..(chunk + 1) * 10_000 {
+                // 2 000 new visitors a second: the window holds 100 000 after 50 s.
+                let second = (n / 2_000) as i64;
+                let path = format!("/page/{}", n % 700);
+                hub.publish(view(&encoder, Uuid::now_v7(), &path), at(second));
+            }
+            costs.push((hub.lock().visitors.work() - before) as f64 / 10_000.0);
+        }
+        assert!(hub.untracked_visitors() > 0, "the cap was reached");
+        let (first, most) = (costs[0], costs.iter().copied().fold(0.0, f64::max));
+        assert!(
+            most <= 3.0 && most <= first * 3.0,
+            "entries touched per event by chunk: {costs:?}"
+        );
+        let snapshot = hub.snapshot(at((total / 2_000) as i64));
+        assert_eq!(snapshot.current_visitors, MAX_VISITORS as u64);
+        assert_eq!(snapshot.active_pages.len(), ACTIVE_PAGES);
+        let listed: u64 = snapshot.active_pages.iter().map(|page| page.visitors).sum();
+        assert!(listed <= MAX_VISITORS as u64);
     }
 }

@@ -330,6 +330,44 @@ mod tests {
         assert_eq!(back, events);
     }
 
+    /// A channel whose sends never finish: the other nodes are unreachable.
+    struct Stuck;
+
+    #[async_trait::async_trait]
+    impl NodeChannel for Stuck {
+        async fn send(&self, _: &[String]) -> Result<(), crate::storage::StorageError> {
+            std::future::pending().await
+        }
+        async fn listen(
+            &self,
+        ) -> Result<crate::storage::channel::Messages, crate::storage::StorageError> {
+            std::future::pending().await
+        }
+    }
+
+    /// With the other nodes unreachable, the queue holds [`QUEUE`] events and every event
+    /// past them is dropped and counted at once: forwarding never waits nor grows memory.
+    #[tokio::test]
+    async fn a_stuck_channel_fills_the_queue_and_the_rest_is_dropped() {
+        let clock = Arc::new(crate::pipeline::clock::SystemClock);
+        let relay = Relay::start(Arc::new(LiveHub::new()), Arc::new(Stuck), clock);
+        let events = live_events(100);
+        for round in 0..3 * QUEUE / 100 {
+            for event in &events {
+                relay.forward(event);
+            }
+            if round == 0 {
+                // The sender takes its first round trip's events, then waits on the send.
+                tokio::task::yield_now().await;
+            }
+        }
+        let held = relay.queue.max_capacity() - relay.queue.capacity();
+        assert_eq!(held, QUEUE, "the queue is full, not larger");
+        let dropped = relay.counters().dropped.load(Ordering::Relaxed) as usize;
+        assert!(dropped >= 2 * QUEUE - EVENTS_PER_SEND, "{dropped} dropped");
+        relay.stop();
+    }
+
     #[test]
     fn an_event_too_large_for_a_message_is_left_out() {
         let mut events = live_events(3);

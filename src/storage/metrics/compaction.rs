@@ -2,8 +2,10 @@
 //! touches, so a busy hour gathers hundreds; a report would decode each. Compaction merges
 //! them size-tiered — [`FAN_IN`] segments of about the same size into one, so an event is
 //! rewritten about log₄(its hour's segments) times, not once per batch — and an hour that
-//! has [`CLOSED_AFTER`] behind it into one segment. Segments past [`MAX_MERGED_EVENTS`]
-//! are left as they are, so no merge grows without bound.
+//! has [`CLOSED_AFTER`] behind it into as few as hold it. No merge writes more than
+//! [`MAX_MERGED_EVENTS`], so the memory a merge takes is bounded however busy the hour: a
+//! merge of four segments of the top tier used to write a million events of a busy hour in
+//! one go (a transient quarter of a gigabyte), and a closed hour's last merge more.
 //!
 //! A merge reads the segments, merges them off the async threads, then replaces them in
 //! one short transaction that fails if any is gone (another node's compactor, or
@@ -52,28 +54,62 @@ pub struct Compacted {
     pub written: usize,
 }
 
-/// The groups of ids to merge among one hour's `segments`.
+/// The groups of ids to merge among one hour's `segments`: in an open hour, [`FAN_IN`] of
+/// one size tier (fewer in the top tier, where [`FAN_IN`] would pass the cap); in a closed
+/// hour, all of them. Either way in groups of at most [`MAX_MERGED_EVENTS`] events, oldest
+/// first.
 pub(crate) fn plan(segments: &[SegmentInfo], closed: bool) -> Vec<Vec<i64>> {
-    let small: Vec<&SegmentInfo> = segments
+    let small = segments
         .iter()
-        .filter(|segment| segment.events < MAX_MERGED_EVENTS)
-        .collect();
+        .filter(|segment| segment.events < MAX_MERGED_EVENTS);
     if closed {
-        return if small.len() >= 2 {
-            vec![small.iter().map(|segment| segment.id).collect()]
-        } else {
-            Vec::new()
-        };
+        return groups_within_cap(small, usize::MAX)
+            .into_iter()
+            .map(|(ids, _)| ids)
+            .collect();
     }
-    let mut tiers: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+    let mut tiers: BTreeMap<u32, Vec<&SegmentInfo>> = BTreeMap::new();
     for segment in small {
         let tier = segment.events.max(1).ilog(FAN_IN as i32);
-        tiers.entry(tier).or_default().push(segment.id);
+        tiers.entry(tier).or_default().push(segment);
     }
-    tiers
-        .into_values()
-        .filter(|ids| ids.len() >= FAN_IN)
-        .collect()
+    let mut groups = Vec::new();
+    for (tier, members) in tiers {
+        // The least a segment of this tier holds: a group that cannot take one more is
+        // merged even when it has fewer than FAN_IN.
+        let floor = (FAN_IN as i64).pow(tier);
+        groups.extend(
+            groups_within_cap(members.into_iter(), FAN_IN)
+                .into_iter()
+                .filter(|(ids, events)| {
+                    ids.len() >= FAN_IN || events + floor > i64::from(MAX_MERGED_EVENTS)
+                })
+                .map(|(ids, _)| ids),
+        );
+    }
+    groups
+}
+
+/// Consecutive groups of at most `most` segments and [`MAX_MERGED_EVENTS`] events, each of
+/// two or more (a lone segment has nothing to merge with), with their events.
+fn groups_within_cap<'a>(
+    segments: impl Iterator<Item = &'a SegmentInfo>,
+    most: usize,
+) -> Vec<(Vec<i64>, i64)> {
+    let mut groups = Vec::new();
+    let (mut group, mut events) = (Vec::new(), 0i64);
+    for segment in segments {
+        let size = i64::from(segment.events);
+        if group.len() == most || events + size > i64::from(MAX_MERGED_EVENTS) {
+            groups.push((std::mem::take(&mut group), events));
+            events = 0;
+        }
+        group.push(segment.id);
+        events += size;
+    }
+    groups.push((group, events));
+    groups.retain(|(group, _)| group.len() >= 2);
+    groups
 }
 
 /// One compaction pass over every hour with more than one segment, as of `now`.
@@ -192,5 +228,31 @@ mod tests {
         let big = MAX_MERGED_EVENTS;
         assert_eq!(plan(&sizes(&[big, 3, big, 4]), true), vec![vec![1, 3]]);
         assert!(plan(&sizes(&[big, big, big, big]), false).is_empty());
+    }
+
+    /// No merge writes more than the cap: the top tier of an open hour merges as many as
+    /// fit, and a closed hour's segments go into as few segments of at most the cap.
+    #[test]
+    fn no_merge_writes_more_than_the_cap() {
+        let quarter = MAX_MERGED_EVENTS / 4;
+        let top = [quarter + 1, quarter * 2, quarter + 5, quarter, quarter * 3];
+        assert_eq!(
+            plan(&sizes(&top), false),
+            vec![vec![0, 1]],
+            "the top tier merges as many as fit; 2 and 3 wait for one more that fits"
+        );
+        let closed = plan(
+            &sizes(&[quarter * 3, quarter * 2, 100, quarter * 2, 7]),
+            true,
+        );
+        assert_eq!(closed, vec![vec![1, 2], vec![3, 4]]);
+        for closed in [false, true] {
+            let many: Vec<i32> = (0..200).map(|n| 1_000 + (n * 7_919) % quarter).collect();
+            let segments = sizes(&many);
+            for group in plan(&segments, closed) {
+                let events: i32 = group.iter().map(|id| many[*id as usize]).sum();
+                assert!(events <= MAX_MERGED_EVENTS, "{events} events in one merge");
+            }
+        }
     }
 }

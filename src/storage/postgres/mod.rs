@@ -23,8 +23,8 @@ use super::metrics::{MetricColumns, MetricRow, NewSegment, event_span, metric_ro
 use super::retention::delete_expired;
 use super::write::{BatchWriter, write_batch};
 use super::{
-    Backend, CLAIM_ATTEMPTS, EventStore, Expiring, FollowUps, PoolOptions, PoolStatus, SegmentInfo,
-    SegmentListing, SessionRecord, StorageError, migrations, pool,
+    Backend, CLAIM_ATTEMPTS, ConsentDecision, EventStore, Expiring, FollowUps, PoolOptions,
+    PoolStatus, SegmentInfo, SegmentListing, SessionRecord, StorageError, migrations, pool,
 };
 use crate::domain::{ConsentSubject, EventRecord};
 use chrono::{DateTime, Utc};
@@ -351,10 +351,30 @@ impl EventStore for PostgresStore {
         Ok(())
     }
 
-    async fn opted_out(&self) -> Result<Vec<ConsentSubject>, StorageError> {
+    async fn consent_decisions(
+        &self,
+        since: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<ConsentDecision>, StorageError> {
+        use diesel::sql_types::{BigInt, Timestamptz};
         let mut connection = pool::checkout(&self.pool).await?;
-        let rows = super::opted_out_query().load(&mut connection).await?;
-        Ok(super::opted_out_subjects(rows))
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match since {
+            Some(since) => {
+                diesel::sql_query(super::consent_decisions_sql(Some("$1"), "$2"))
+                    .bind::<Timestamptz, _>(since)
+                    .bind::<BigInt, _>(limit)
+                    .load(&mut connection)
+                    .await?
+            }
+            None => {
+                diesel::sql_query(super::consent_decisions_sql(None, "$1"))
+                    .bind::<BigInt, _>(limit)
+                    .load(&mut connection)
+                    .await?
+            }
+        };
+        Ok(super::consent_decisions(rows))
     }
 
     async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError> {

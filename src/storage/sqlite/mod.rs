@@ -29,7 +29,7 @@ use super::{
     Backend, EventStore, Expiring, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, SegmentInfo,
     SegmentListing, StorageError, migrations, pool,
 };
-use super::{FollowUps, SessionRecord};
+use super::{ConsentDecision, FollowUps, SessionRecord};
 use crate::domain::{ConsentSubject, EventRecord};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
@@ -55,6 +55,10 @@ const CONNECTION_SETUP: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode 
 const OPTED_OUT_OF_BATCH: &str = "
     SELECT subject_type, subject_id FROM consents
     WHERE NOT granted AND subject_id IN ({ids})";
+
+/// When a consent decision is recorded: the table's default, in the one text format whose
+/// order is time order (the refresh of other nodes' decisions compares and sorts by it).
+const CONSENT_TIME: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 /// Upserts the batch's sessions, one precomputed row each (see `storage::sessions`), with
 /// the rules of `SessionRecord::merge`; `{rows}` stands for the rows' placeholders.
@@ -352,7 +356,9 @@ impl EventStore for SqliteStore {
                     .do_update()
                     .set((
                         consents::granted.eq(granted),
-                        consents::updated_at.eq(chrono::Utc::now()),
+                        consents::updated_at.eq(diesel::dsl::sql::<
+                            diesel::sql_types::TimestamptzSqlite,
+                        >(CONSENT_TIME)),
                     ));
                 diesel::RunQueryDsl::execute(upsert, connection)
             })
@@ -360,10 +366,31 @@ impl EventStore for SqliteStore {
         Ok(())
     }
 
-    async fn opted_out(&self) -> Result<Vec<ConsentSubject>, StorageError> {
+    async fn consent_decisions(
+        &self,
+        since: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<ConsentDecision>, StorageError> {
+        use diesel::sql_types::BigInt;
         let mut connection = pool::checkout(&self.pool).await?;
-        let rows = super::opted_out_query().load(&mut connection).await?;
-        Ok(super::opted_out_subjects(rows))
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match since {
+            // Stored as text in one format (see `CONSENT_TIME`), so text order is time order.
+            Some(since) => {
+                diesel::sql_query(super::consent_decisions_sql(Some("?"), "?"))
+                    .bind::<Text, _>(since.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                    .bind::<BigInt, _>(limit)
+                    .load(&mut connection)
+                    .await?
+            }
+            None => {
+                diesel::sql_query(super::consent_decisions_sql(None, "?"))
+                    .bind::<BigInt, _>(limit)
+                    .load(&mut connection)
+                    .await?
+            }
+        };
+        Ok(super::consent_decisions(rows))
     }
 
     async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError> {

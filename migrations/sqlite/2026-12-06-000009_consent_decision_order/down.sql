@@ -1,0 +1,1 @@
+DROP INDEX consents_updated_at_idx;
