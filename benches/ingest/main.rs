@@ -873,14 +873,15 @@ async fn main() {
     }
     if only.as_deref().is_none_or(|only| only == "sustained") {
         let seconds = env_or("SLUICE_BENCH_SUSTAINED_SECONDS", 60);
-        println!("\n## sustained (sqlite)");
-        sustained::run(
-            &mut Target::Sqlite(dir.path().to_owned()),
-            seconds,
-            connections,
-        )
-        .await;
-        if let Some(admin) = &postgres_url {
+        // `SLUICE_BENCH_BACKENDS=postgres` leaves SQLite out, and the reverse (default: both).
+        let backends = std::env::var("SLUICE_BENCH_BACKENDS").unwrap_or_default();
+        let wanted = |name: &str| backends.is_empty() || backends.contains(name);
+        if wanted("sqlite") {
+            println!("\n## sustained (sqlite)");
+            let mut target = Target::Sqlite(dir.path().to_owned());
+            sustained::run(&mut target, seconds, connections).await;
+        }
+        if let Some(admin) = postgres_url.as_ref().filter(|_| wanted("postgres")) {
             println!("\n## sustained (postgres)");
             let mut target = Target::Postgres(BenchDatabases {
                 admin: admin.clone(),
