@@ -2,8 +2,9 @@
 //!
 //! The library never binds ports or traps signals itself: callers pass a bound listener and
 //! a shutdown future, so tests can run a real server on port 0 and stop it when they choose.
-//! Shutdown order: stop accepting requests, let open requests finish, drain the buffer into
-//! the database, then close the pool.
+//! Shutdown order: stop accepting requests, let open requests finish, stop the background
+//! work (passes under way finish, with a bound), drain the buffer into the database, then
+//! close the pool.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use crate::api::EventIngestion;
 use crate::api::rate_limit::RateLimits;
 use crate::config::{Config, ConfigError};
 use crate::identity::Authenticator;
+use crate::pipeline::background::{self, Background};
 use crate::pipeline::clock::{Clock, SystemClock};
 use crate::pipeline::flusher::FlushReport;
 use crate::pipeline::{FlusherHandle, Pipeline};
@@ -47,9 +49,7 @@ pub struct RunningServer {
     app: axum::Router,
     http_task: JoinHandle<()>,
     flusher: FlusherHandle,
-    consent_refresher: JoinHandle<()>,
-    retention: Option<JoinHandle<()>>,
-    compaction: JoinHandle<()>,
+    background: Background,
 }
 
 impl RunningServer {
@@ -77,21 +77,9 @@ impl RunningServer {
         );
         let mut settings = config.pipeline.settings()?;
         settings.live_visitor_key = live_visitor_key(config);
-        let (pipeline, flusher) = Pipeline::start(settings, store.clone(), clock.clone());
-        let compaction = tokio::spawn(crate::pipeline::compaction::run(
-            store.clone(),
-            clock.clone(),
-            crate::pipeline::compaction::EVERY,
-        ));
-        let retention = config.pipeline.retention().map(|retention| {
-            tokio::spawn(crate::pipeline::retention::run(
-                store.clone(),
-                clock,
-                retention,
-            ))
-        });
+        let (pipeline, flusher) = Pipeline::start(settings, store.clone(), clock);
         pipeline.refresh_consents().await?;
-        let consent_refresher = tokio::spawn(refresh_consents(pipeline.clone()));
+        let background = background::start_node_work(&pipeline, config.pipeline.retention());
         let service = Arc::new(EventIngestion::new(
             pipeline,
             Authenticator::new(config.auth.admin_token(), config.auth.jwt_secret()),
@@ -113,9 +101,7 @@ impl RunningServer {
             app,
             http_task,
             flusher,
-            consent_refresher,
-            retention,
-            compaction,
+            background,
         })
     }
 
@@ -155,11 +141,8 @@ impl RunningServer {
         {
             tracing::warn!("open connections did not finish in time; draining anyway");
         }
-        self.consent_refresher.abort();
-        if let Some(retention) = self.retention {
-            retention.abort();
-        }
-        self.compaction.abort();
+        // Timed work first, so the drain never waits behind a compaction or a sweep.
+        self.background.stop(background::STOP_TIMEOUT).await;
         let report = self.flusher.shutdown().await;
         tracing::info!(
             flushed = report.flushed,
@@ -183,20 +166,6 @@ fn live_visitor_key(config: &Config) -> Vec<u8> {
         key.extend_from_slice(secret.expose().as_bytes());
     }
     key
-}
-
-/// How often opt-outs recorded by other nodes are picked up.
-const CONSENT_REFRESH: Duration = Duration::from_secs(10);
-
-async fn refresh_consents(pipeline: Arc<Pipeline>) {
-    let mut timer = tokio::time::interval(CONSENT_REFRESH);
-    timer.tick().await;
-    loop {
-        timer.tick().await;
-        if let Err(error) = pipeline.refresh_consents().await {
-            tracing::warn!(%error, "could not refresh consent decisions");
-        }
-    }
 }
 
 /// Runs a server on `listener` until `shutdown` resolves, then stops it gracefully.

@@ -16,6 +16,8 @@ use lru::LruCache;
 use crate::domain::ConsentSubject;
 use crate::storage::{EventStore, StorageError};
 
+/// How often the decisions made on other nodes are picked up.
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most opt-outs held in memory (about 10 MB).
 pub const MAX_OPT_OUTS: usize = 100_000;
 /// How far before the last refresh the next one reads again: decisions stamped by another

@@ -2,6 +2,7 @@
 //! storage. Transports call [`Pipeline`] through [`crate::api`]; nothing here knows about
 //! JSON-RPC or HTTP.
 
+pub mod background;
 pub mod buffer;
 pub mod clock;
 pub mod compaction;

@@ -6,12 +6,10 @@
 //! lock a delete holds, that matters most) and a first sweep over years of events never
 //! runs as one long transaction.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::clock::Clock;
 use crate::storage::{EventStore, Expiring, StorageError};
 
 /// Rows deleted per statement.
@@ -67,34 +65,31 @@ where
     }
 }
 
-/// Sweeps every `settings.every` until aborted; a failed sweep is logged and retried at the
-/// next tick (what it deleted before failing stays deleted).
-pub async fn run(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, settings: RetentionSettings) {
-    let mut timer = tokio::time::interval(settings.every);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        timer.tick().await;
-        let cutoff = clock.now() - chrono::Duration::days(i64::from(settings.days));
-        match sweep(store.as_ref(), cutoff).await {
-            Ok(swept) if swept == Swept::default() => {
-                tracing::debug!(%cutoff, "retention: nothing to delete");
-            }
-            Ok(swept) => tracing::info!(
-                %cutoff,
-                events = swept.events,
-                sessions = swept.sessions,
-                segments = swept.segments,
-                "retention: deleted what is older than the retention period"
-            ),
-            Err(error) => {
-                tracing::warn!(%error, %cutoff, "retention sweep failed; retrying at the next one")
-            }
+/// One sweep as of `now`, deleting what is older than `days`; a failure is logged and the next sweep tries again
+/// (what it deleted before failing stays deleted).
+pub async fn sweep_now(store: &dyn EventStore, now: DateTime<Utc>, days: u32) {
+    let cutoff = now - chrono::Duration::days(i64::from(days));
+    match sweep(store, cutoff).await {
+        Ok(swept) if swept == Swept::default() => {
+            tracing::debug!(%cutoff, "retention: nothing to delete");
+        }
+        Ok(swept) => tracing::info!(
+            %cutoff,
+            events = swept.events,
+            sessions = swept.sessions,
+            segments = swept.segments,
+            "retention: deleted what is older than the retention period"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, %cutoff, "retention sweep failed; retrying at the next one")
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::domain::test_support::event;
     use crate::storage::MemoryStore;

@@ -13,7 +13,8 @@ use crate::support::{Backend, TestDatabase, TestServer, call, page_view};
 backend_tests!(
     stopping_drains_the_buffer,
     sigterm_drains_the_buffer_and_exits_zero,
-    sigint_drains_the_buffer_and_exits_zero
+    sigint_drains_the_buffer_and_exits_zero,
+    background_work_stops_before_the_drain
 );
 
 async fn stopping_drains_the_buffer(backend: Backend) {
@@ -71,4 +72,45 @@ async fn drains_on_signal(backend: Backend, signal: &str) {
         .await
         .expect("reopen database");
     assert_eq!(store.count_events().await.expect("count"), 20);
+}
+
+/// Shutdown stops the timed work (compaction, retention, the consent refresh) and waits for
+/// it before it drains the buffer, and each task says it ended: read from the real binary's
+/// log on SIGTERM.
+async fn background_work_stops_before_the_drain(backend: Backend) {
+    let database = TestDatabase::create(&backend).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("sluice.log");
+    let log = std::fs::File::create(&path).expect("log file");
+    let env = [
+        ("RUST_LOG", "sluice=info"),
+        ("SLUICE_LOG_FORMAT", "json"),
+        ("SLUICE_RETENTION_DAYS", "30"),
+    ];
+    let mut sluice = SluiceProcess::start_logging_to(&database.url, &env, log).await;
+    let client = jsonrpsee::http_client::HttpClientBuilder::default()
+        .build(sluice.url())
+        .expect("client");
+    call(&client, "eventIngestion.track", page_view())
+        .await
+        .expect("tracked");
+    sluice.signal("TERM");
+    let exit = sluice.wait_for_exit(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(0));
+
+    let lines: Vec<Value> = std::fs::read_to_string(&path)
+        .expect("log")
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let position = |wanted: &dyn Fn(&Value) -> bool| lines.iter().position(wanted);
+    let drained = position(&|line| line["message"] == "buffer drained; shutdown complete")
+        .expect("the drain is logged");
+    assert_eq!(lines[drained]["persisted"], 1);
+    for task in ["compaction", "retention", "consent refresh"] {
+        let stopped =
+            position(&|line| line["message"] == "background task stopped" && line["task"] == task)
+                .unwrap_or_else(|| panic!("{task} says it stopped"));
+        assert!(stopped < drained, "{task} stopped before the drain");
+    }
 }

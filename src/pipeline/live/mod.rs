@@ -18,7 +18,7 @@
 //! many distinct visitors within five minutes, new ones are not tracked until older ones
 //! expire (counted in [`LiveHub::untracked_visitors`]), so `currentVisitors` saturates at the
 //! bound rather than growing the process. So is time: publishing costs the same with a full
-//! window as with an empty one (see [`window`]), so a flood of new visitors cannot slow
+//! window as with an empty one (see `window.rs`), so a flood of new visitors cannot slow
 //! ingestion down.
 //!
 //! Across nodes, [`relay`] carries each node's events to the others' hubs.

@@ -19,16 +19,30 @@ impl SluiceProcess {
 
     /// Starts `sluice` with extra environment variables.
     pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(database_url, env, Stdio::inherit()).await
+    }
+
+    /// Starts `sluice` with extra environment variables, its log (at `RUST_LOG`, which `env`
+    /// may set) going to `log` rather than to the test's output.
+    pub async fn start_logging_to(
+        database_url: &str,
+        env: &[(&str, &str)],
+        log: std::fs::File,
+    ) -> Self {
+        Self::spawn(database_url, env, Stdio::from(log)).await
+    }
+
+    async fn spawn(database_url: &str, env: &[(&str, &str)], stderr: Stdio) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .env("SLUICE_BIND", format!("127.0.0.1:{port}"))
             .env("SLUICE_DATABASE_URL", database_url)
             .env("SLUICE_BATCH_TIMEOUT_MS", "3600000")
             .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start the sluice binary");
         let mut process = Self { child, port };
