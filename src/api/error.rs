@@ -7,9 +7,9 @@
 
 use serde_json::{Value, json};
 
-pub use crate::domain::ZodError;
+pub use crate::domain::InvalidInput;
 
-/// The tRPC error keys with their JSON-RPC numbers and HTTP statuses (DESIGN.md, "Errors").
+/// The tRPC error keys with their JSON-RPC numbers and HTTP statuses (README "Errors").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     ParseError,
@@ -135,7 +135,7 @@ impl From<crate::identity::AuthError> for ApiError {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    pub zod_error: Option<ZodError>,
+    pub zod_error: Option<InvalidInput>,
     /// Seconds after which a retry may succeed (rate limits, full buffer).
     pub retry_after_secs: Option<u64>,
     /// Backpressure logged where it arises (a full buffer says so once per episode), so
@@ -159,7 +159,7 @@ impl ApiError {
     }
 
     /// A validation failure: BAD_REQUEST carrying the field errors.
-    pub fn validation(zod_error: ZodError) -> Self {
+    pub fn validation(zod_error: InvalidInput) -> Self {
         Self {
             message: zod_error.summary(),
             zod_error: Some(zod_error),
@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn validation_errors_carry_zod_error_and_a_readable_message() {
-        let mut zod = ZodError::default();
+        let mut zod = InvalidInput::default();
         zod.field("eventType", "Required");
         let error = ApiError::validation(zod);
         let data = error.data("eventIngestion.track");

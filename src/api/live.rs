@@ -1,4 +1,4 @@
-//! The live subscription (`eventIngestion.live`, DESIGN.md "Live analytics"), one
+//! The live subscription (`eventIngestion.live`, README "Live analytics"), one
 //! implementation for every way in: SSE `/api/live`, the tRPC subscription and the JSON-RPC
 //! subscription only frame what a [`LiveFeed`] yields.
 //!
@@ -22,7 +22,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use uuid::Uuid;
 
 use super::EventIngestion;
-use super::error::{ApiError, ErrorCode, ZodError};
+use super::error::{ApiError, ErrorCode, InvalidInput};
 use crate::domain::RequestContext;
 use crate::pipeline::Pipeline;
 use crate::pipeline::live::{LiveBatch, LiveEntry, LiveSnapshot};
@@ -113,7 +113,7 @@ impl LiveInput {
         match input {
             None | Some(Value::Null) => Ok(Self::default()),
             Some(value) => serde_json::from_value(value).map_err(|error| {
-                let mut errors = ZodError::default();
+                let mut errors = InvalidInput::default();
                 errors.form(format!("Invalid live input: {error}"));
                 ApiError::validation(errors)
             }),

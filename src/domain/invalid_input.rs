@@ -5,17 +5,18 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// Field-level validation failures, flattened the way zod's `error.flatten()` reports them.
+/// Field-level validation failures, flattened the way zod's `error.flatten()` reports them
+/// (on the wire it is the error's `zodError`, the name tRPC clients read).
 ///
 /// Keys are camelCase wire names; nested fields use a dotted path (`attribution.utmSource`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ZodError {
+pub struct InvalidInput {
     pub field_errors: BTreeMap<String, Vec<String>>,
     pub form_errors: Vec<String>,
 }
 
-impl ZodError {
+impl InvalidInput {
     pub fn is_empty(&self) -> bool {
         self.field_errors.is_empty() && self.form_errors.is_empty()
     }

@@ -22,7 +22,7 @@ pub use attribution::Attribution;
 pub use caller::{Caller, Claims, EventIdentity, Role};
 pub use consent::ConsentSubject;
 pub use event::{Enrichment, EventRecord, Props, new_event_id};
-pub use invalid_input::ZodError;
+pub use invalid_input::InvalidInput;
 pub use metrics::{
     Interval, MetricsFilters, MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, TopItem,
 };

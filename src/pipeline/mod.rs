@@ -223,7 +223,7 @@ impl Pipeline {
         raw: Option<serde_json::Value>,
         received_at: chrono::DateTime<chrono::Utc>,
         caller: &Caller,
-    ) -> Result<ValidEvent, crate::domain::ZodError> {
+    ) -> Result<ValidEvent, crate::domain::InvalidInput> {
         let result = validation::validate_track_input(
             raw,
             &self.config.rules,

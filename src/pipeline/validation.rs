@@ -1,6 +1,6 @@
 //! Validation of track inputs: the derive rules of [`TrackEventInput`], then the business rules
 //! (required props per event type, the `occurred_at` window, entityId ⇒ entityType, props size,
-//! no NUL characters). Failures come back as one [`ZodError`] keyed by camelCase wire names.
+//! no NUL characters). Failures come back as one [`InvalidInput`] keyed by camelCase wire names.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,9 +10,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
-use crate::domain::{Props, TrackEventInput, ZodError};
+use crate::domain::{InvalidInput, Props, TrackEventInput};
 
-/// The configurable business rules, with the defaults of DESIGN.md.
+/// The configurable business rules, with the defaults the README's "API" section lists.
 #[derive(Debug, Clone)]
 pub struct BusinessRules {
     /// How far in the future `props.occurred_at` may be (clock skew allowance).
@@ -77,9 +77,9 @@ pub fn validate_track_input(
     rules: &BusinessRules,
     now: DateTime<Utc>,
     may_set_user: bool,
-) -> Result<ValidEvent, ZodError> {
+) -> Result<ValidEvent, InvalidInput> {
     let input: TrackEventInput = parse_input(raw)?;
-    let mut errors = ZodError::default();
+    let mut errors = InvalidInput::default();
     if input.user_id.is_some() && !may_set_user {
         // As serde refuses any other field the caller may not send.
         errors.form("Unrecognized key(s) in object: 'userId'");
@@ -111,8 +111,8 @@ pub fn validate_track_input(
 /// Deserializes a procedure input strictly: it must be present, an object, free of NUL
 /// characters, with no unknown keys and the right types. Serde's errors are turned into field
 /// errors at the path where they happened.
-pub fn parse_input<T: DeserializeOwned>(raw: Option<Value>) -> Result<T, ZodError> {
-    let mut errors = ZodError::default();
+pub fn parse_input<T: DeserializeOwned>(raw: Option<Value>) -> Result<T, InvalidInput> {
+    let mut errors = InvalidInput::default();
     let Some(raw) = raw else {
         errors.form("Required");
         return Err(errors);
@@ -134,7 +134,7 @@ pub fn parse_input<T: DeserializeOwned>(raw: Option<Value>) -> Result<T, ZodErro
     serde_path_to_error::deserialize(raw).map_err(|error| {
         let path = error.path().to_string();
         let message = error.inner().to_string();
-        let mut errors = ZodError::default();
+        let mut errors = InvalidInput::default();
         if let Some(field) = quoted_name(&message, "missing field `") {
             errors.field(join_path(&path, field), "Required");
         } else if let Some(field) = quoted_name(&message, "unknown field `") {
@@ -164,7 +164,7 @@ fn check_business_rules(
     stored_props: Option<&Props>,
     rules: &BusinessRules,
     now: DateTime<Utc>,
-    errors: &mut ZodError,
+    errors: &mut InvalidInput,
 ) -> DateTime<Utc> {
     if input.entity_id.is_some() && input.entity_type.is_none() {
         errors.field("entityType", "Required when entityId is given");
@@ -235,7 +235,7 @@ fn occurred_at_within_window(
 pub(crate) fn collect_validator_errors(
     errors: &ValidationErrors,
     prefix: &str,
-    out: &mut ZodError,
+    out: &mut InvalidInput,
 ) {
     for (field, kind) in errors.errors() {
         let path = join_path(prefix, &camel_case(field));
@@ -316,7 +316,7 @@ mod tests {
 
     use super::*;
 
-    fn validate(raw: Value) -> Result<ValidEvent, ZodError> {
+    fn validate(raw: Value) -> Result<ValidEvent, InvalidInput> {
         validate_track_input(Some(raw), &BusinessRules::default(), Utc::now(), false)
     }
 

@@ -32,7 +32,7 @@ use super::limits::read_body;
 use super::notifications::ExecuteNotificationsLayer;
 use super::plain_text;
 use super::responses::{error_response, json_rpc_error_response};
-use crate::api::error::{ApiError, ErrorCode, ZodError};
+use crate::api::error::{ApiError, ErrorCode, InvalidInput};
 use crate::api::live::{LIVE_PATH, LiveInput, LiveItem, SUBSCRIBE_METHOD, UNSUBSCRIBE_METHOD};
 use crate::api::{EventIngestion, Procedure};
 use crate::domain::RequestContext;
@@ -167,7 +167,7 @@ fn input_from_params(params: &Params<'_>) -> Result<Option<Value>, ApiError> {
         Value::Object(_) => Ok(Some(value)),
         Value::Array(mut items) if items.len() <= 1 => Ok(items.pop()),
         Value::Array(items) => {
-            let mut errors = ZodError::default();
+            let mut errors = InvalidInput::default();
             errors.form(format!(
                 "Expected the input object or [input] as params, got {} positional params",
                 items.len()

@@ -4,11 +4,11 @@
 use axum::response::{Html, IntoResponse, Response};
 use http::{HeaderValue, header};
 
-/// The live page (DESIGN.md "Live analytics"): status, current visitors, active pages and
+/// The live page (README "Live analytics"): status, current visitors, active pages and
 /// the activity feed, over SSE `/api/live`.
 const LIVE_PAGE: &str = include_str!("pages/live.html");
 
-/// The dashboard (DESIGN.md "Metrics"): totals, the series chart and the top lists of a
+/// The dashboard (README "Metrics and the dashboard"): totals, the series chart and the top lists of a
 /// range, from `eventIngestion.getMetrics`, with click-to-filter.
 const DASHBOARD_PAGE: &str = include_str!("pages/dashboard.html");
 

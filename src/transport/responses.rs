@@ -1,4 +1,4 @@
-//! Error replies outside a procedure call, in the shared error shape (DESIGN.md "Errors"):
+//! Error replies outside a procedure call, in the shared error shape (README "Errors"):
 //! `{"error": …}` for plain HTTP routes and tRPC, a JSON-RPC envelope with `id: null` for `/`.
 
 use axum::body::Body;

@@ -1,4 +1,4 @@
-//! Every validation rule of DESIGN.md, one test each, on both backends: the exact error code
+//! Every validation rule of the README's "API" section, one test each, on both backends: the exact error code
 //! (BAD_REQUEST, -32600) and the field it names, and nothing stored.
 
 use chrono::{Duration, Utc};

@@ -1,5 +1,5 @@
-//! `sluice-tracker`: track analytics events from Rust services into
-//! [Sluice](https://github.com/) without ever blocking them (seed 004).
+//! `sluice-tracker`: track analytics events from Rust services into a Sluice server
+//! without ever blocking them.
 //!
 //! [`Tracker::track`] puts an event on a bounded in-memory queue and returns — no await,
 //! no I/O, a short lock. A background task sends the queue to Sluice's JSON-RPC
@@ -8,7 +8,8 @@
 //! failed for a reason that can pass (network errors, timeouts, 5xx, TOO_MANY_REQUESTS,
 //! SERVICE_UNAVAILABLE) with exponential backoff and jitter that honours
 //! `retryAfterSeconds`, and counts what was refused. [`Tracker::metrics`] reports delivery
-//! and health as the seed's monitor does.
+//! and a health status (healthy, degraded or critical, from the delivery and failure rates
+//! and the queue's size).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -79,7 +80,7 @@ impl std::fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 impl Builder {
-    /// Events per `trackBatch` call, 1 to 50 (default 10, as the seed).
+    /// Events per `trackBatch` call, 1 to 50 (default 10).
     pub fn batch_size(mut self, events: usize) -> Self {
         self.batch_size = events;
         self

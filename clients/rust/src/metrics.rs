@@ -1,4 +1,4 @@
-//! Delivery counters and the health the seed's monitor reports.
+//! Delivery counters and the tracker's health.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -97,7 +97,7 @@ pub struct Metrics {
     pub last_error: Option<String>,
 }
 
-/// The seed's health status.
+/// How well delivery goes, from the rates over settled events and the queue's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
     /// Over 99 % delivered, under 1 % failed, fewer than 100 waiting.
@@ -125,7 +125,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn health_follows_the_seed_thresholds() {
+    fn health_follows_the_delivery_thresholds() {
         assert_eq!(Health::of(1.0, 0.0, 0), Health::Healthy);
         assert_eq!(Health::of(0.995, 0.005, 99), Health::Healthy);
         assert_eq!(Health::of(0.995, 0.005, 100), Health::Degraded);

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::{Access, Kind, ProcedureSpec, handler, schema_of};
 use crate::api::EventIngestion;
-use crate::api::error::{ApiError, ZodError};
+use crate::api::error::{ApiError, InvalidInput};
 use crate::api::types::GetMetricsInput;
 use crate::domain::{Interval, MetricsQuery, MetricsReport};
 use crate::pipeline::validation::{collect_validator_errors, parse_input};
@@ -49,12 +49,15 @@ impl EventIngestion {
 }
 
 /// Checks and defaults a `getMetrics` input received at `now`.
-pub fn metrics_query(input: Option<Value>, now: DateTime<Utc>) -> Result<MetricsQuery, ZodError> {
+pub fn metrics_query(
+    input: Option<Value>,
+    now: DateTime<Utc>,
+) -> Result<MetricsQuery, InvalidInput> {
     let input: GetMetricsInput = match input {
         None | Some(Value::Null) => GetMetricsInput::default(),
         raw => parse_input(raw)?,
     };
-    let mut errors = ZodError::default();
+    let mut errors = InvalidInput::default();
     if let Err(derived) = validator::Validate::validate(&input) {
         collect_validator_errors(&derived, "", &mut errors);
     }
@@ -91,7 +94,7 @@ pub fn metrics_query(input: Option<Value>, now: DateTime<Utc>) -> Result<Metrics
     })
 }
 
-fn parse_time(text: Option<&str>, field: &str, errors: &mut ZodError) -> Option<DateTime<Utc>> {
+fn parse_time(text: Option<&str>, field: &str, errors: &mut InvalidInput) -> Option<DateTime<Utc>> {
     let text = text?;
     match DateTime::parse_from_rfc3339(text) {
         Ok(time) => Some(time.with_timezone(&Utc)),

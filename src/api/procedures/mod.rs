@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::EventIngestion;
-use super::error::{ApiError, ErrorCode, ZodError};
+use super::error::{ApiError, ErrorCode, InvalidInput};
 use crate::domain::{Caller, RequestContext};
 
 pub use track_batch::MAX_BATCH_EVENTS;
@@ -123,7 +123,7 @@ fn expect_no_input(input: Option<Value>) -> Result<(), ApiError> {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Object(fields)) if fields.is_empty() => Ok(()),
         Some(Value::Object(fields)) => {
-            let mut errors = ZodError::default();
+            let mut errors = InvalidInput::default();
             let keys: Vec<String> = fields.keys().map(|key| format!("'{key}'")).collect();
             errors.form(format!(
                 "Unrecognized key(s) in object: {}",
@@ -132,7 +132,7 @@ fn expect_no_input(input: Option<Value>) -> Result<(), ApiError> {
             Err(ApiError::validation(errors))
         }
         Some(_) => {
-            let mut errors = ZodError::default();
+            let mut errors = InvalidInput::default();
             errors.form("Expected an empty object or no input");
             Err(ApiError::validation(errors))
         }

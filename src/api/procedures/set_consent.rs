@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::{Access, Kind, ProcedureSpec, handler, schema_of};
 use crate::api::EventIngestion;
 use crate::api::error::ApiError;
-use crate::api::error::ZodError;
+use crate::api::error::InvalidInput;
 use crate::api::types::{SetConsentInput, SetConsentOutput};
 use crate::domain::{ConsentSubject, RequestContext};
 use crate::pipeline::validation::parse_input;
@@ -32,7 +32,7 @@ impl EventIngestion {
         let caller = self.auth.authenticate(context)?;
         let input: SetConsentInput = parse_input(input).map_err(ApiError::validation)?;
         if let Err(errors) = validator::Validate::validate(&input) {
-            let mut zod = ZodError::default();
+            let mut zod = InvalidInput::default();
             for field in errors.field_errors().keys() {
                 zod.field(
                     if *field == "session_id" {
@@ -53,7 +53,7 @@ impl EventIngestion {
             subjects.push(ConsentSubject::Session(session.to_ascii_lowercase()));
         }
         if subjects.is_empty() {
-            let mut errors = ZodError::default();
+            let mut errors = InvalidInput::default();
             errors.field("sessionId", "Required when not signed in");
             return Err(ApiError::validation(errors));
         }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::{Access, Kind, ProcedureSpec, handler, rate_limit_key, schema_of, session_of};
 use crate::api::EventIngestion;
 use crate::api::error::ApiError;
-use crate::api::error::ZodError;
+use crate::api::error::InvalidInput;
 use crate::api::types::{BatchItemResult, SettledStatus, TrackBatchInput, TrackBatchOutput};
 use crate::domain::RequestContext;
 use crate::pipeline::validation::parse_input;
@@ -34,7 +34,7 @@ impl EventIngestion {
         let caller = self.auth.authenticate(context)?;
         let batch: TrackBatchInput = parse_input(input).map_err(ApiError::validation)?;
         if !(1..=MAX_BATCH_EVENTS).contains(&batch.events.len()) {
-            let mut errors = ZodError::default();
+            let mut errors = InvalidInput::default();
             errors.field(
                 "events",
                 format!(

@@ -1,4 +1,4 @@
-//! The live hub: every accepted event, at acceptance, for the live views (DESIGN.md "Live
+//! The live hub: every accepted event, at acceptance, for the live views (README "Live
 //! analytics").
 //!
 //! The hub keeps what a viewer needs when it connects — the visitors of the last five
