@@ -302,7 +302,8 @@ mod tests {
     use crate::domain::test_support::event;
     use chrono::TimeZone;
 
-    fn at(second: i64) -> DateTime<Utc> {
+    /// A fixed time, `second` seconds on (the window's tests use it too).
+    pub(super) fn at(second: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0)
             .single()
             .expect("time")

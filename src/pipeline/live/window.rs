@@ -182,15 +182,8 @@ impl PageCounts {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::at;
     use super::*;
-    use chrono::TimeZone;
-
-    fn at(second: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0)
-            .single()
-            .expect("time")
-            + Duration::seconds(second)
-    }
 
     fn pages(visitors: &Visitors) -> Vec<(String, u64)> {
         visitors
