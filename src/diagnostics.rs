@@ -7,7 +7,7 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::storage::{Backend, EventStore, TABLES};
+use crate::storage::{Backend, Distribution, EventStore, TABLES};
 
 /// The state of the database.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -20,6 +20,8 @@ pub struct DatabaseDiagnosis {
     pub pending_migrations: Option<usize>,
     /// Row count per table; null for a table that could not be read (missing).
     pub tables: Vec<TableDiagnosis>,
+    /// On Citus, how each table is spread and the active workers; null on a single database.
+    pub distribution: Option<Distribution>,
     /// What went wrong, when something did.
     pub problems: Vec<String>,
 }
@@ -52,6 +54,7 @@ pub async fn diagnose(store: &dyn EventStore) -> DatabaseDiagnosis {
     let latency_ms = reachable.then(|| started.elapsed().as_secs_f64() * 1000.0);
     let mut tables = Vec::new();
     let mut pending_migrations = None;
+    let mut distribution = None;
     if reachable {
         match store.pending_migrations().await {
             Ok(0) => pending_migrations = Some(0),
@@ -73,6 +76,10 @@ pub async fn diagnose(store: &dyn EventStore) -> DatabaseDiagnosis {
                 rows,
             });
         }
+        match store.distribution().await {
+            Ok(spread) => distribution = spread,
+            Err(error) => problems.push(format!("distribution unreadable ({})", error.tag())),
+        }
     }
     DatabaseDiagnosis {
         backend: store.backend(),
@@ -80,6 +87,7 @@ pub async fn diagnose(store: &dyn EventStore) -> DatabaseDiagnosis {
         latency_ms,
         pending_migrations,
         tables,
+        distribution,
         problems,
     }
 }

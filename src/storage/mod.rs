@@ -213,6 +213,39 @@ pub struct SessionRecord {
     pub utm_source: Option<String>,
 }
 
+/// How Sluice's tables are spread over a Citus cluster (`sluice doctor`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Distribution {
+    /// Each of [`TABLES`], in that order.
+    pub tables: Vec<DistributedTable>,
+    /// The active workers.
+    pub workers: Vec<WorkerNode>,
+}
+
+/// One table's distribution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributedTable {
+    pub name: String,
+    /// `distributed` (by hash of `column`), `reference` (a copy on every node) or `local`
+    /// (on the coordinator only).
+    pub method: String,
+    /// The distribution column of a distributed table.
+    pub column: Option<String>,
+    pub shards: i64,
+}
+
+/// An active Citus worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerNode {
+    pub host: String,
+    pub port: i32,
+    /// Shard placements on the worker (reference tables included).
+    pub shard_placements: i64,
+}
+
 /// Which database a store writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -384,6 +417,11 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The number of rows of `table`, one of [`TABLES`]; an error when the table is missing.
     async fn count_rows(&self, table: &'static str) -> Result<i64, StorageError>;
+
+    /// How the tables are spread over a Citus cluster; `None` on a single database.
+    async fn distribution(&self) -> Result<Option<Distribution>, StorageError> {
+        Ok(None)
+    }
 
     /// Round-trips a trivial query.
     async fn ping(&self) -> Result<(), StorageError>;

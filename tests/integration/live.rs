@@ -451,23 +451,15 @@ async fn the_live_page_is_served(backend: Backend) {
 
 /// A viewer on one node sees the events accepted on another, each once, and again after
 /// its listener's connection to the database was cut and came back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_viewer_on_one_node_sees_every_nodes_events_once() {
-    let Some(backend) = Backend::postgres() else {
-        return;
-    };
+async fn a_viewer_on_one_node_sees_every_nodes_events_once(backend: Backend) {
     let database = TestDatabase::create(&backend).await;
     let node_a = {
         let config = test_config(&database);
         TestServer::start_on(config).await
     };
-    let proxy = ChaosProxy::start("127.0.0.1:5432".parse().expect("addr")).await;
-    let name = database.url.rsplit('/').next().expect("name").to_owned();
+    let proxy = ChaosProxy::start(database.server_addr()).await;
     let mut config_b = test_config(&database);
-    config_b.database.database_url = Some(crate::support::database::database_url(
-        &format!("postgres://postgres@{}/x", proxy.addr),
-        &name,
-    ));
+    config_b.database.database_url = Some(database.url_through(proxy.addr));
     let node_b = TestServer::start_on(config_b).await;
     let mut on_b = open_live(&node_b).await;
     connected(&mut on_b).await;
@@ -531,5 +523,13 @@ async fn wait_for_relay(from: &TestServer, viewer: &mut SseStream) -> Vec<String
             }
             return tracked;
         }
+    }
+}
+
+mod a_viewer_on_one_node_sees_every_nodes_events_once {
+    crate::shared_database_tests!(test);
+
+    async fn test(backend: crate::support::Backend) {
+        super::a_viewer_on_one_node_sees_every_nodes_events_once(backend).await;
     }
 }

@@ -3,7 +3,6 @@
 use serde_json::json;
 
 use crate::backend_tests;
-use crate::support::database::database_url;
 use crate::support::proxy::ChaosProxy;
 use crate::support::raw_http::{get, post};
 use crate::support::{
@@ -99,11 +98,7 @@ async fn probes_report_liveness_readiness_and_metrics(backend: Backend) {
 
 /// A pooled connection that PostgreSQL closed (an administrator terminated its backend) is
 /// replaced at checkout, also one used a moment ago, which skips the test query.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_the_database_closed_is_not_handed_out() {
-    let Some(backend) = Backend::postgres() else {
-        return;
-    };
+async fn a_connection_the_database_closed_is_not_handed_out(backend: Backend) {
     let server = TestServer::start(backend).await;
     server
         .track(json!({"eventType": "before_termination"}))
@@ -125,16 +120,11 @@ async fn a_connection_the_database_closed_is_not_handed_out() {
 
 /// PostgreSQL made unreachable (a proxy in front of it is cut) while events arrive: they are
 /// kept, readiness says so, and everything is written once the database is back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_loses_no_accepted_event() {
-    let Some(backend) = Backend::postgres() else {
-        return;
-    };
+async fn a_database_outage_loses_no_accepted_event(backend: Backend) {
     let database = TestDatabase::create(&backend).await;
-    let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().expect("addr");
+    let upstream = database.server_addr();
     let proxy = ChaosProxy::start(upstream).await;
-    let name = database.url.rsplit('/').next().expect("name").to_owned();
-    let through_proxy = database_url(&format!("postgres://postgres@{}/x", proxy.addr), &name);
+    let through_proxy = database.url_through(proxy.addr);
     let mut config = test_config(&database);
     config.database.database_url = Some(through_proxy);
     config.pipeline.batch_size = 10;
@@ -591,11 +581,7 @@ async fn a_full_buffer_refuses_a_whole_batch_and_loses_nothing(backend: Backend)
 /// Two nodes on one PostgreSQL with durable acks and load on both; one is killed (SIGKILL).
 /// Every event either node acknowledged is stored, the survivor keeps serving, and an
 /// idempotency key claimed on the lost node replays on the survivor.
-#[tokio::test]
-async fn losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving() {
-    let Some(backend) = Backend::postgres() else {
-        return;
-    };
+async fn losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving(backend: Backend) {
     let database = TestDatabase::create(&backend).await;
     let settings = [
         ("SLUICE_ACK", "durable"),
@@ -669,4 +655,28 @@ async fn losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving
         "{missing} of {} acknowledged events lost",
         on_lost.len() + on_survivor.len() + 1
     );
+}
+
+mod a_connection_the_database_closed_is_not_handed_out {
+    crate::shared_database_tests!(test);
+
+    async fn test(backend: crate::support::Backend) {
+        super::a_connection_the_database_closed_is_not_handed_out(backend).await;
+    }
+}
+
+mod a_database_outage_loses_no_accepted_event {
+    crate::shared_database_tests!(test);
+
+    async fn test(backend: crate::support::Backend) {
+        super::a_database_outage_loses_no_accepted_event(backend).await;
+    }
+}
+
+mod losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving {
+    crate::shared_database_tests!(test);
+
+    async fn test(backend: crate::support::Backend) {
+        super::losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving(backend).await;
+    }
 }

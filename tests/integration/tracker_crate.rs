@@ -417,21 +417,13 @@ async fn metrics_and_health_follow_the_seed(backend: Backend) {
 /// PostgreSQL cut away behind a proxy while a tracker sends (SQLite is embedded: there is no
 /// connection to cut): Sluice's buffer fills, it answers SERVICE_UNAVAILABLE, the tracker
 /// keeps its events and retries them, and once the database is back each one is stored once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_is_retried_through_and_stored_once() {
-    use crate::support::database::{TestDatabase, database_url};
+async fn a_database_outage_is_retried_through_and_stored_once(backend: Backend) {
+    use crate::support::database::TestDatabase;
     use crate::support::proxy::ChaosProxy;
-    let Some(backend) = Backend::postgres() else {
-        return;
-    };
     let database = TestDatabase::create(&backend).await;
-    let proxy = ChaosProxy::start("127.0.0.1:5432".parse().expect("addr")).await;
-    let name = database.url.rsplit('/').next().expect("name").to_owned();
+    let proxy = ChaosProxy::start(database.server_addr()).await;
     let mut config = crate::support::test_config(&database);
-    config.database.database_url = Some(database_url(
-        &format!("postgres://postgres@{}/x", proxy.addr),
-        &name,
-    ));
+    config.database.database_url = Some(database.url_through(proxy.addr));
     config.pipeline.batch_size = 10;
     config.pipeline.batch_timeout_ms = 100;
     config.pipeline.buffer_capacity = 20;
@@ -501,4 +493,12 @@ async fn sluice_token_mints_service_tokens() {
         tracker.metrics()
     );
     tracker.shutdown(SOON).await;
+}
+
+mod a_database_outage_is_retried_through_and_stored_once {
+    crate::shared_database_tests!(test);
+
+    async fn test(backend: crate::support::Backend) {
+        super::a_database_outage_is_retried_through_and_stored_once(backend).await;
+    }
 }

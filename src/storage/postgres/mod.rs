@@ -1,6 +1,7 @@
 //! PostgreSQL storage: the production backend, through diesel-async's native async connection.
 
 mod channel;
+pub mod citus;
 mod models;
 pub mod schema;
 mod statement;
@@ -59,23 +60,67 @@ const UPSERT_SESSIONS: &str = "
         country = coalesce(s.country, EXCLUDED.country),
         utm_source = coalesce(s.utm_source, EXCLUDED.utm_source)";
 
+/// The columns of an event row, in the order [`insert_unnest`] binds them, each with the type
+/// of its array.
+const EVENT_COLUMNS: [(&str, &str); 35] = [
+    ("id", "uuid"),
+    ("event_type", "text"),
+    ("source", "text"),
+    ("actor_id", "text"),
+    ("actor_type", "text"),
+    ("user_id", "text"),
+    ("creator_id", "text"),
+    ("brand_id", "text"),
+    ("entity_id", "text"),
+    ("entity_type", "text"),
+    ("session_id", "uuid"),
+    ("props", "jsonb"),
+    ("utm_source", "text"),
+    ("utm_medium", "text"),
+    ("utm_campaign", "text"),
+    ("utm_term", "text"),
+    ("utm_content", "text"),
+    ("referrer", "text"),
+    ("landing_page", "text"),
+    ("idempotency_key", "uuid"),
+    ("dedup_fingerprint", "text"),
+    ("occurred_at", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("browser_name", "text"),
+    ("browser_version", "text"),
+    ("os_name", "text"),
+    ("os_version", "text"),
+    ("device_type", "text"),
+    ("is_bot", "boolean"),
+    ("country", "text"),
+    ("region", "text"),
+    ("city", "text"),
+    ("ip_address", "text"),
+    ("referrer_host", "text"),
+    ("path", "text"),
+];
+
 /// Inserts a chunk of events as one short statement whatever its size: the columns travel as
 /// arrays and UNNEST turns them back into rows. PostgreSQL then parses 35 parameters instead
 /// of one per value (17 000 for 500 events), and Sluice copies no row structs to bind them.
-const INSERT_EVENTS: &str = "
-    INSERT INTO events (id, event_type, source, actor_id, actor_type, user_id, creator_id,
-        brand_id, entity_id, entity_type, session_id, props, utm_source, utm_medium,
-        utm_campaign, utm_term, utm_content, referrer, landing_page, idempotency_key,
-        dedup_fingerprint, occurred_at, received_at, browser_name, browser_version, os_name,
-        os_version, device_type, is_bot, country, region, city, ip_address, referrer_host, path)
-    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::uuid[], $12::jsonb[],
-        $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
-        $19::text[], $20::uuid[], $21::text[], $22::timestamptz[], $23::timestamptz[],
-        $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], $29::boolean[],
-        $30::text[], $31::text[], $32::text[], $33::text[], $34::text[], $35::text[])
-    ON CONFLICT DO NOTHING
-    RETURNING id";
+/// On Citus the shard key (`citus::shard_key`) travels last.
+fn insert_events_sql(sharded: bool) -> String {
+    let shard_key = sharded.then_some(("shard_key", "uuid"));
+    let columns = EVENT_COLUMNS.iter().copied().chain(shard_key);
+    let (names, arrays): (Vec<&str>, Vec<String>) = columns
+        .enumerate()
+        .map(|(index, (name, kind))| (name, format!("${}::{kind}[]", index + 1)))
+        .unzip();
+    format!(
+        "INSERT INTO events ({}) SELECT * FROM UNNEST({}) ON CONFLICT DO NOTHING RETURNING id",
+        names.join(", "),
+        arrays.join(", ")
+    )
+}
+
+/// [`insert_events_sql`] for a single database and for Citus, made once.
+static INSERT_EVENTS: std::sync::LazyLock<[String; 2]> =
+    std::sync::LazyLock::new(|| [insert_events_sql(false), insert_events_sql(true)]);
 
 /// The id of a row an insert wrote.
 #[derive(QueryableByName)]
@@ -88,6 +133,7 @@ struct WrittenId {
 async fn insert_unnest(
     connection: &mut AsyncPgConnection,
     events: &[&EventRecord],
+    sharded: bool,
 ) -> diesel::QueryResult<Vec<Uuid>> {
     use diesel::sql_types::{Bool, Jsonb, Nullable, Text, Timestamptz};
     let text = |field: fn(&EventRecord) -> Option<&str>| -> Vec<Option<&str>> {
@@ -102,7 +148,8 @@ async fn insert_unnest(
                 .map(|props| JsonbText(props.as_str().to_owned()))
         })
         .collect();
-    let statement = diesel::sql_query(INSERT_EVENTS)
+    let statement = diesel::sql_query(&INSERT_EVENTS[usize::from(sharded)])
+        .into_boxed::<diesel::pg::Pg>()
         .bind::<Array<SqlUuid>, _>(events.iter().map(|e| e.id).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(
             events
@@ -152,6 +199,12 @@ async fn insert_unnest(
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.ip_address.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.enrichment.referrer_host.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(events.iter().map(|e| e.page_path()).collect::<Vec<_>>());
+    let statement = if sharded {
+        let keys: Vec<Uuid> = events.iter().map(|event| citus::shard_key(event)).collect();
+        statement.bind::<Array<SqlUuid>, _>(keys)
+    } else {
+        statement
+    };
     let written: Vec<WrittenId> = Prepared(statement).load(connection).await?;
     Ok(written.into_iter().map(|row| row.id).collect())
 }
@@ -179,8 +232,22 @@ fn upsert_sessions<'a>(
     Prepared(statement).execute(&mut &*connection)
 }
 
-/// The batch statements in PostgreSQL's dialect: `= ANY($1)` and `UNNEST` over arrays.
-struct PgBatchWriter<'a>(&'a mut AsyncPgConnection);
+/// The batch statements in PostgreSQL's dialect: `= ANY($1)` and `UNNEST` over arrays; on
+/// Citus (`sharded`), events carry their shard key.
+struct PgBatchWriter<'a> {
+    connection: &'a mut AsyncPgConnection,
+    sharded: bool,
+}
+
+impl<'a> PgBatchWriter<'a> {
+    /// A writer for statements that insert no events (segments, the backfill).
+    fn unsharded(connection: &'a mut AsyncPgConnection) -> Self {
+        Self {
+            connection,
+            sharded: false,
+        }
+    }
+}
 
 impl BatchWriter for PgBatchWriter<'_> {
     async fn opted_out_among(
@@ -190,20 +257,24 @@ impl BatchWriter for PgBatchWriter<'_> {
         let statement = diesel::sql_query(OPTED_OUT_OF_BATCH)
             .bind::<Array<diesel::sql_types::Text>, _>(subject_ids);
         Ok(super::opted_out_subjects(
-            Prepared(statement).load(self.0).await?,
+            Prepared(statement).load(self.connection).await?,
         ))
     }
 
     async fn insert(&mut self, events: &[&EventRecord]) -> QueryResult<Vec<Uuid>> {
-        insert_unnest(self.0, events).await
+        if self.sharded {
+            let owners = citus::keep_key_owners(self.connection, events).await?;
+            return insert_unnest(self.connection, &owners, true).await;
+        }
+        insert_unnest(self.connection, events, false).await
     }
 
     async fn upsert_sessions(&mut self, rows: &[SessionRecord]) -> QueryResult<()> {
-        upsert_sessions(self.0, rows).await.map(drop)
+        upsert_sessions(self.connection, rows).await.map(drop)
     }
 
     async fn insert_segments(&mut self, segments: &[NewSegment]) -> QueryResult<()> {
-        insert_segments!(&mut *self.0, segments, RunQueryDsl::execute, await).map(drop)
+        insert_segments!(&mut *self.connection, segments, RunQueryDsl::execute, await).map(drop)
     }
 
     async fn upsert_sessions_and_insert_segments(
@@ -213,30 +284,30 @@ impl BatchWriter for PgBatchWriter<'_> {
     ) -> QueryResult<()> {
         if sessions.is_empty() || segments.is_empty() {
             if !sessions.is_empty() {
-                upsert_sessions(self.0, sessions).await?;
+                upsert_sessions(self.connection, sessions).await?;
             }
             return self.insert_segments(segments).await;
         }
         // Both sent before either answer is awaited (diesel-async pipelines them).
-        let connection: &AsyncPgConnection = self.0;
+        let connection: &AsyncPgConnection = self.connection;
         let upsert = upsert_sessions(connection, sessions);
         let insert = insert_segments!(&mut &*connection, segments, RunQueryDsl::execute);
         futures_util::try_join!(upsert, insert).map(drop)
     }
 
     async fn delete_segments(&mut self, ids: &[i64]) -> QueryResult<usize> {
-        delete_segments!(&mut *self.0, ids, RunQueryDsl::execute, await)
+        delete_segments!(&mut *self.connection, ids, RunQueryDsl::execute, await)
     }
 
     async fn claim_backfill(&mut self) -> QueryResult<bool> {
         let claim = diesel::sql_query(super::metrics::CLAIM_BACKFILL);
-        Ok(claim.execute(self.0).await? > 0)
+        Ok(claim.execute(self.connection).await? > 0)
     }
 
     async fn event_span(&mut self) -> QueryResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
         event_span!(
             super::postgres::schema,
-            &mut *self.0,
+            &mut *self.connection,
             RunQueryDsl::first,
             await
         )
@@ -248,7 +319,7 @@ impl BatchWriter for PgBatchWriter<'_> {
         end: DateTime<Utc>,
     ) -> QueryResult<Vec<MetricRow>> {
         let rows: Vec<MetricColumns<Uuid>> = metric_rows!(super::postgres::schema, start, end)
-            .load(self.0)
+            .load(self.connection)
             .await?;
         rows.into_iter().map(MetricRow::from_columns).collect()
     }
@@ -258,6 +329,17 @@ impl BatchWriter for PgBatchWriter<'_> {
 pub struct PostgresStore {
     pool: Pool<AsyncPgConnection>,
     channel: Arc<channel::PgChannel>,
+    /// Whether `events` has Citus' shard key: [`Layout`], read once it is known.
+    layout: std::sync::atomic::AtomicU8,
+}
+
+/// What [`PostgresStore::layout`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Layout {
+    Unknown = 0,
+    Single = 1,
+    Sharded = 2,
 }
 
 impl PostgresStore {
@@ -267,7 +349,30 @@ impl PostgresStore {
             url: url.to_owned(),
             pool: pool.clone(),
         });
-        Ok(Self { pool, channel })
+        Ok(Self {
+            pool,
+            channel,
+            layout: std::sync::atomic::AtomicU8::new(Layout::Unknown as u8),
+        })
+    }
+
+    /// Whether events are written with a shard key: asked of the database once (the schema
+    /// changes only through `sluice migrate`, which tells this store itself).
+    async fn sharded(&self, connection: &mut AsyncPgConnection) -> Result<bool, StorageError> {
+        use std::sync::atomic::Ordering;
+        match std::sync::atomic::AtomicU8::load(&self.layout, Ordering::Relaxed) {
+            known if known == Layout::Single as u8 => return Ok(false),
+            known if known == Layout::Sharded as u8 => return Ok(true),
+            _ => {}
+        }
+        let layout = match citus::events_have_shard_key(connection).await? {
+            Some(true) => Layout::Sharded,
+            Some(false) => Layout::Single,
+            // No events table yet: the insert fails on its own.
+            None => return Ok(false),
+        };
+        std::sync::atomic::AtomicU8::store(&self.layout, layout as u8, Ordering::Relaxed);
+        Ok(layout == Layout::Sharded)
     }
 }
 
@@ -280,9 +385,14 @@ impl EventStore for PostgresStore {
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
         let follow_ups = FollowUps::of(batch);
         let mut connection = pool::checkout(&self.pool).await?;
+        let sharded = self.sharded(&mut connection).await?;
         let inserted = connection
             .transaction::<_, diesel::result::Error, _>(async |connection| {
-                write_batch(&mut PgBatchWriter(connection), batch, follow_ups).await
+                let mut writer = PgBatchWriter {
+                    connection,
+                    sharded,
+                };
+                write_batch(&mut writer, batch, follow_ups).await
             })
             .await?;
         Ok(inserted)
@@ -339,12 +449,15 @@ impl EventStore for PostgresStore {
                 consents::subject_type.eq(subject.kind()),
                 consents::subject_id.eq(subject.id()),
                 consents::granted.eq(granted),
+                consents::updated_at.eq(diesel::dsl::now),
             ))
             .on_conflict((consents::subject_type, consents::subject_id))
             .do_update()
+            // The inserted row's time: Citus evaluates `now()` in VALUES, but refuses it in
+            // the update of a distributed (reference) table.
             .set((
                 consents::granted.eq(granted),
-                consents::updated_at.eq(diesel::dsl::now),
+                consents::updated_at.eq(diesel::upsert::excluded(consents::updated_at)),
             ))
             .execute(&mut connection)
             .await?;
@@ -472,7 +585,8 @@ impl EventStore for PostgresStore {
         let mut connection = pool::checkout(&self.pool).await?;
         let replaced = connection
             .transaction::<_, diesel::result::Error, _>(async |connection| {
-                super::metrics::replace_segments(&mut PgBatchWriter(connection), ids, with).await
+                super::metrics::replace_segments(&mut PgBatchWriter::unsharded(connection), ids, with)
+                    .await
             })
             .await;
         super::metrics::replaced(replaced.map_err(StorageError::from))
@@ -488,7 +602,7 @@ impl EventStore for PostgresStore {
             .build_transaction()
             .repeatable_read()
             .run::<_, diesel::result::Error, _>(async |connection| {
-                super::metrics::backfill(&mut PgBatchWriter(connection)).await
+                super::metrics::backfill(&mut PgBatchWriter::unsharded(connection)).await
             })
             .await;
         match backfill {
@@ -500,6 +614,14 @@ impl EventStore for PostgresStore {
             other => {
                 other?;
             }
+        }
+        if citus::distribute(&mut connection).await? {
+            std::sync::atomic::AtomicU8::store(
+                &self.layout,
+                Layout::Unknown as u8,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.sharded(&mut connection).await?;
         }
         Ok(applied)
     }
@@ -514,6 +636,10 @@ impl EventStore for PostgresStore {
             .get_result(&mut connection)
             .await?;
         Ok(row.count)
+    }
+
+    async fn distribution(&self) -> Result<Option<super::Distribution>, StorageError> {
+        citus::distribution(&mut *pool::checkout(&self.pool).await?).await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

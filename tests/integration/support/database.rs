@@ -1,6 +1,8 @@
 //! A fresh database per test: a temporary SQLite file, or a PostgreSQL database created on the
 //! shared server (named `sluice_test_<unix time>_<random>`) and dropped afterwards, even when
-//! the test panics. Leftovers of crashed runs older than an hour are dropped on the way.
+//! the test panics. Leftovers of crashed runs older than an hour are dropped on the way. On a
+//! Citus cluster the database is made on every node, with the extension and the workers, as
+//! an operator sets up a Citus database.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,11 +15,16 @@ use tempfile::TempDir;
 /// databases on.
 pub const POSTGRES_URL_VAR: &str = "SLUICE_TEST_POSTGRES_URL";
 
+/// Environment variable with the URL of a Citus coordinator (a database with the extension and
+/// its workers added, as `scripts/citus-cluster` prints) the tests may create databases on.
+pub const CITUS_URL_VAR: &str = "SLUICE_TEST_CITUS_URL";
+
 /// Which backend a test runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres { admin_url: String },
+    Citus { admin_url: String },
 }
 
 impl Backend {
@@ -27,6 +34,17 @@ impl Backend {
             Ok(admin_url) if !admin_url.is_empty() => Some(Self::Postgres { admin_url }),
             _ => {
                 eprintln!("skipped: {POSTGRES_URL_VAR} is not set");
+                None
+            }
+        }
+    }
+
+    /// Citus when `SLUICE_TEST_CITUS_URL` is set, else `None` (the test is skipped).
+    pub fn citus() -> Option<Self> {
+        match std::env::var(CITUS_URL_VAR) {
+            Ok(admin_url) if !admin_url.is_empty() => Some(Self::Citus { admin_url }),
+            _ => {
+                eprintln!("skipped: {CITUS_URL_VAR} is not set");
                 None
             }
         }
@@ -41,7 +59,11 @@ pub struct TestDatabase {
 
 enum Cleanup {
     Sqlite(#[allow(dead_code)] TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+        citus: bool,
+    },
 }
 
 impl TestDatabase {
@@ -55,38 +77,149 @@ impl TestDatabase {
                     cleanup: Cleanup::Sqlite(dir),
                 }
             }
-            Backend::Postgres { admin_url } => {
-                let mut admin = AsyncPgConnection::establish(admin_url)
-                    .await
-                    .expect("connect to the PostgreSQL admin URL");
-                drop_stale_databases(&mut admin).await;
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .expect("clock")
-                    .as_secs();
-                let name = format!("sluice_test_{now}_{:08x}", fastrand::u32(..));
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut admin)
-                    .await
-                    .expect("create test database");
-                Self {
-                    url: database_url(admin_url, &name),
-                    cleanup: Cleanup::Postgres {
-                        admin_url: admin_url.clone(),
-                        name,
-                    },
-                }
-            }
+            Backend::Postgres { admin_url } => Self::create_on(admin_url, false).await,
+            Backend::Citus { admin_url } => Self::create_on(admin_url, true).await,
         }
+    }
+
+    async fn create_on(admin_url: &str, citus: bool) -> Self {
+        let mut admin = AsyncPgConnection::establish(admin_url)
+            .await
+            .expect("connect to the PostgreSQL admin URL");
+        if citus {
+            propagate_databases(&mut admin).await;
+        }
+        drop_stale_databases(&mut admin).await;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let name = format!("sluice_test_{now}_{:08x}", fastrand::u32(..));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let url = database_url(admin_url, &name);
+        if citus {
+            join_workers(&mut admin, &url).await;
+        }
+        Self {
+            url,
+            cleanup: Cleanup::Postgres {
+                admin_url: admin_url.to_owned(),
+                name,
+                citus,
+            },
+        }
+    }
+
+    /// The host and port of the database server (the coordinator on Citus): where a proxy
+    /// that cuts the database off points.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        server_addr(&self.url)
+    }
+
+    /// This database's URL with the server replaced by `addr` (a proxy in front of it).
+    pub fn url_through(&self, addr: std::net::SocketAddr) -> String {
+        let name = self.url.rsplit('/').next().expect("name");
+        database_url(&format!("postgres://postgres@{addr}/x"), name)
+    }
+}
+
+/// The host and port a PostgreSQL URL names.
+pub fn server_addr(url: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let after_scheme = url.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = after_scheme.split('/').next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .expect("the database server's address")
+}
+
+/// Makes `CREATE DATABASE` and `DROP DATABASE` on the coordinator reach the workers too.
+async fn propagate_databases(admin: &mut AsyncPgConnection) {
+    diesel::sql_query("SET citus.enable_create_database_propagation = on")
+        .execute(admin)
+        .await
+        .expect("citus database propagation");
+}
+
+#[derive(QueryableByName)]
+struct Node {
+    #[diesel(sql_type = Text)]
+    nodename: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    nodeport: i32,
+}
+
+/// Sets up the new Citus database `url` as its cluster's admin database is: the extension on
+/// every node, the coordinator's address, the workers.
+async fn join_workers(admin: &mut AsyncPgConnection, url: &str) {
+    let workers: Vec<Node> = diesel::sql_query(
+        "SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary'",
+    )
+    .load(admin)
+    .await
+    .expect("the cluster's workers");
+    let name = url.rsplit('/').next().expect("name");
+    for worker in &workers {
+        let worker_url = database_url(
+            &format!("postgres://postgres@{}:{}/x", worker.nodename, worker.nodeport),
+            name,
+        );
+        let mut connection = AsyncPgConnection::establish(&worker_url)
+            .await
+            .expect("connect to a worker");
+        diesel::sql_query("CREATE EXTENSION IF NOT EXISTS citus")
+            .execute(&mut connection)
+            .await
+            .expect("citus on the worker");
+    }
+    let mut coordinator = AsyncPgConnection::establish(url)
+        .await
+        .expect("connect to the new database");
+    let coordinator_addr = server_addr(url);
+    let mut setup = vec![
+        "CREATE EXTENSION IF NOT EXISTS citus".to_owned(),
+        format!(
+            "SELECT citus_set_coordinator_host('{}', {})",
+            coordinator_addr.ip(),
+            coordinator_addr.port()
+        ),
+    ];
+    setup.extend(workers.iter().map(|worker| {
+        format!(
+            "SELECT citus_add_node('{}', {})",
+            worker.nodename, worker.nodeport
+        )
+    }));
+    for statement in setup {
+        diesel::sql_query(&statement)
+            .execute(&mut coordinator)
+            .await
+            .unwrap_or_else(|error| panic!("{statement}: {error}"));
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let Cleanup::Postgres { admin_url, name } = &self.cleanup else {
+        let Cleanup::Postgres {
+            admin_url,
+            name,
+            citus,
+        } = &self.cleanup
+        else {
             return;
         };
-        let (admin_url, name) = (admin_url.clone(), name.clone());
+        let (admin_url, name, citus) = (admin_url.clone(), name.clone(), *citus);
         // Drop may run inside the test's runtime, which cannot block: use a thread of our own.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -95,6 +228,9 @@ impl Drop for TestDatabase {
                 .expect("runtime");
             runtime.block_on(async {
                 let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+                if citus {
+                    propagate_databases(&mut admin).await;
+                }
                 diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut admin)
                     .await

@@ -54,7 +54,8 @@ pub fn jwt(sub: &str, role: sluice::domain::Role) -> String {
 }
 
 /// Generates one `#[tokio::test]` per backend for each listed `async fn name(backend: Backend)`:
-/// `sqlite::name` always runs, `postgres::name` when `SLUICE_TEST_POSTGRES_URL` is set.
+/// `sqlite::name` always runs, `postgres::name` when `SLUICE_TEST_POSTGRES_URL` is set,
+/// `citus::name` when `SLUICE_TEST_CITUS_URL` is set.
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
@@ -66,11 +67,24 @@ macro_rules! backend_tests {
                 }
             )*
         }
-        mod postgres {
+        $crate::shared_database_tests!($($name),*);
+    };
+}
+
+/// [`backend_tests!`] for tests of what only a database shared by several nodes has (a
+/// PostgreSQL server, a Citus cluster): `postgres::name` and `citus::name`.
+#[macro_export]
+macro_rules! shared_database_tests {
+    ($($name:ident),* $(,)?) => {
+        $crate::shared_database_tests!(@on postgres, $($name),*);
+        $crate::shared_database_tests!(@on citus, $($name),*);
+    };
+    (@on $backend:ident, $($name:ident),*) => {
+        mod $backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(backend) = $crate::support::Backend::postgres() {
+                    if let Some(backend) = $crate::support::Backend::$backend() {
                         super::$name(backend).await;
                     }
                 }

@@ -1,5 +1,6 @@
 //! Stores opened directly, without a server, for the `EventStore` contract suites: the
-//! in-memory store, SQLite and (with `SLUICE_TEST_POSTGRES_URL`) PostgreSQL.
+//! in-memory store, SQLite and (with `SLUICE_TEST_POSTGRES_URL`, `SLUICE_TEST_CITUS_URL`)
+//! PostgreSQL and Citus.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ pub enum StoreKind {
     Memory,
     Sqlite,
     Postgres,
+    Citus,
 }
 
 /// A migrated store of `kind`, with the database that backs it (dropped with it); `None` for
@@ -22,6 +24,7 @@ pub async fn open(kind: StoreKind) -> Option<(Option<TestDatabase>, Arc<dyn Even
         StoreKind::Memory => return Some((None, Arc::new(MemoryStore::default()))),
         StoreKind::Sqlite => Backend::Sqlite,
         StoreKind::Postgres => Backend::postgres()?,
+        StoreKind::Citus => Backend::citus()?,
     };
     let database = TestDatabase::create(&backend).await;
     let store = storage::connect(&database.url, &PoolOptions::default())
@@ -33,13 +36,15 @@ pub async fn open(kind: StoreKind) -> Option<(Option<TestDatabase>, Arc<dyn Even
 
 /// Generates one `#[tokio::test]` per store for each listed
 /// `async fn name(store: Arc<dyn EventStore>)`: `memory::name`, `sqlite::name` and, when
-/// `SLUICE_TEST_POSTGRES_URL` is set, `postgres::name`.
+/// `SLUICE_TEST_POSTGRES_URL` / `SLUICE_TEST_CITUS_URL` is set, `postgres::name` /
+/// `citus::name`.
 #[macro_export]
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         $crate::store_tests!(@kind memory, Memory, $($name),*);
         $crate::store_tests!(@kind sqlite, Sqlite, $($name),*);
         $crate::store_tests!(@kind postgres, Postgres, $($name),*);
+        $crate::store_tests!(@kind citus, Citus, $($name),*);
     };
     (@kind $module:ident, $kind:ident, $($name:ident),*) => {
         mod $module {
