@@ -58,6 +58,8 @@ export interface Counters {
 /** The state of the database. */
 export interface DatabaseDiagnosis {
   backend: Backend;
+  /** On Citus, how each table is spread and the active workers; null on a single database. */
+  distribution?: Distribution | null;
   /** Round trip of `SELECT 1`, in milliseconds. */
   latencyMs?: number | null;
   pendingMigrations?: number | null;
@@ -73,6 +75,24 @@ export interface DiagnosticsReport {
   database: DatabaseDiagnosis;
   /** Buffer, counters, rates, health and pool, as getStats reports them. */
   pipeline: StatsReport;
+}
+
+/** One table's distribution. */
+export interface DistributedTable {
+  /** The distribution column of a distributed table. */
+  column?: string | null;
+  /** `distributed` (by hash of `column`), `reference` (a copy on every node) or `local` (on the coordinator only). */
+  method: string;
+  name: string;
+  shards: number;
+}
+
+/** How Sluice's tables are spread over a Citus cluster (`sluice doctor`). */
+export interface Distribution {
+  /** Each of [`TABLES`], in that order. */
+  tables: Array<DistributedTable>;
+  /** The active workers. */
+  workers: Array<WorkerNode>;
 }
 
 /** The kind of domain object an event is about. */
@@ -263,6 +283,10 @@ export interface StatsReport {
   health: Health;
   isProcessing: boolean;
   pool: PoolReport;
+  /** Why the node is not ready (`/readyz` answers 503 with it): the buffer is full, or every write has failed for 10 s. Null when it is ready as far as the pipeline goes. */
+  unavailableReason?: string | null;
+  /** The error of the last write when writes are failing (the events wait in the buffer); null once one succeeds. */
+  writeError?: string | null;
 }
 
 /** One table. */
@@ -314,6 +338,14 @@ export interface TrackEventOutput {
 
 /** What happened to one tracked event. */
 export type TrackStatus = "accepted" | "replayed" | "duplicate" | "suppressed";
+
+/** An active Citus worker. */
+export interface WorkerNode {
+  host: string;
+  port: number;
+  /** Shard placements on the worker (reference tables included). */
+  shardPlacements: number;
+}
 
 /** Input and output of each procedure, by path. */
 export interface SluiceProcedures {

@@ -24,11 +24,15 @@
 //!   (`SLUICE_BENCH_ONLY=metrics` runs only this, on SQLite and PostgreSQL);
 //! - the server tracker: `Tracker::track`'s cost on the calling task and one tracker's
 //!   events/s into a local Sluice (`SLUICE_BENCH_ONLY=tracker`);
+//! - Citus: the realistic flood on a Citus cluster against one PostgreSQL, rounds alternating,
+//!   and getMetrics on Citus (`SLUICE_BENCH_ONLY=citus`, with `SLUICE_TEST_CITUS_URL`; see
+//!   `citus`);
 //! - sustained: a minute of `track` (`SLUICE_BENCH_SUSTAINED_SECONDS`) against a `sluice`
 //!   process at the shipped defaults, hostile traffic (a fresh session and browser build on
 //!   every request) and realistic, the first and last ten seconds compared, and the peak RSS
 //!   (`SLUICE_BENCH_ONLY=sustained`; see `sustained`).
 
+mod citus;
 mod metrics;
 mod sustained;
 mod tracker;
@@ -867,6 +871,26 @@ async fn main() {
             metrics::run(&database, realistic).await;
             databases.drop_all().await;
         }
+        if only.is_some() {
+            return;
+        }
+    }
+    let citus_url = std::env::var("SLUICE_TEST_CITUS_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    if let (Some(postgres), Some(citus)) = (&postgres_url, &citus_url)
+        && only.as_deref().is_none_or(|only| only == "citus")
+    {
+        println!("\n## citus 1+2 against one postgres");
+        citus::run(
+            postgres,
+            citus,
+            connections,
+            load_seconds,
+            realistic,
+            session_less,
+        )
+        .await;
         if only.is_some() {
             return;
         }

@@ -175,7 +175,7 @@ impl Flusher {
                     total.persisted += persisted;
                 }
                 Err(source) => {
-                    self.stats.record_failed_flush();
+                    self.stats.record_failed_flush(&source);
                     let events = batch.len();
                     self.buffer.requeue_front(batch);
                     tracing::error!(events, error = %source, tag = source.tag(), "flush failed; events kept for retry");

@@ -1,7 +1,8 @@
 //! Pipeline counters and the getStats report built from them.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -27,7 +28,18 @@ pub struct Stats {
     pub consecutive_failures: AtomicU64,
     pub flush_micros_total: AtomicU64,
     pub is_processing: AtomicBool,
+    /// Since when every write failed, and the last one's error; `None` after a success.
+    failing: Mutex<Option<Failing>>,
 }
+
+#[derive(Debug, Clone)]
+struct Failing {
+    since: Instant,
+    error: String,
+}
+
+/// How long every write must have failed before the node stops being ready (`/readyz`).
+pub const WRITES_FAILING_FOR: Duration = Duration::from_secs(10);
 
 impl Stats {
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -42,12 +54,51 @@ impl Stats {
             written.saturating_sub(persisted),
         );
         Self::add(&self.flush_micros_total, elapsed.as_micros() as u64);
-        self.consecutive_failures.store(0, Ordering::Relaxed);
+        if self.consecutive_failures.swap(0, Ordering::Relaxed) > 0 {
+            *self.failing_lock() = None;
+        }
     }
 
-    pub fn record_failed_flush(&self) {
+    /// A write that failed with `error` (the events stay buffered for the next attempt).
+    pub fn record_failed_flush(&self, error: &impl std::fmt::Display) {
         Self::add(&self.failed_flushes, 1);
         Self::add(&self.consecutive_failures, 1);
+        let mut failing = self.failing_lock();
+        let since = failing
+            .as_ref()
+            .map_or_else(Instant::now, |failing| failing.since);
+        *failing = Some(Failing {
+            since,
+            error: error.to_string(),
+        });
+    }
+
+    /// The lock of `failing`; a panic elsewhere while it was held left a plain value behind.
+    fn failing_lock(&self) -> std::sync::MutexGuard<'_, Option<Failing>> {
+        self.failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Why this node should not take traffic now, if it should not: its buffer is full (new
+    /// events are refused), or every write has failed for [`WRITES_FAILING_FOR`].
+    fn unavailable_reason(&self, buffer_size: usize, capacity: usize) -> Option<String> {
+        let failing = self.failing_lock().clone();
+        let cause = failing
+            .as_ref()
+            .map(|failing| format!(" (writes failing: {})", failing.error))
+            .unwrap_or_default();
+        if capacity > 0 && buffer_size >= capacity {
+            return Some(format!("the event buffer is full{cause}"));
+        }
+        let failing = failing?;
+        (failing.since.elapsed() >= WRITES_FAILING_FOR).then(|| {
+            format!(
+                "every write for {} s failed: {}",
+                failing.since.elapsed().as_secs(),
+                failing.error
+            )
+        })
     }
 }
 
@@ -114,6 +165,12 @@ pub struct StatsReport {
     /// Share of flush attempts that failed (0 when none were made).
     pub failure_rate: f64,
     pub consecutive_flush_failures: u64,
+    /// The error of the last write when writes are failing (the events wait in the buffer);
+    /// null once one succeeds.
+    pub write_error: Option<String>,
+    /// Why the node is not ready (`/readyz` answers 503 with it): the buffer is full, or
+    /// every write has failed for 10 s. Null when it is ready as far as the pipeline goes.
+    pub unavailable_reason: Option<String>,
     pub health: Health,
     pub pool: PoolReport,
 }
@@ -151,6 +208,11 @@ impl Stats {
         } else {
             Health::Healthy
         };
+        let write_error = self
+            .failing_lock()
+            .as_ref()
+            .map(|failing| failing.error.clone());
+        let unavailable_reason = self.unavailable_reason(buffer_size, config.buffer_capacity);
         StatsReport {
             buffer_size,
             is_processing: self.is_processing.load(Ordering::Relaxed),
@@ -167,10 +229,66 @@ impl Stats {
                 0.0,
             ),
             consecutive_flush_failures: consecutive,
+            write_error,
+            unavailable_reason,
             health,
             counters,
             config,
             pool,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(stats: &Stats, buffer_size: usize) -> StatsReport {
+        let config = StatsConfig {
+            batch_size: 10,
+            batch_timeout_ms: 100,
+            enable_deduplication: true,
+            enable_enrichment: true,
+            deduplication_ttl_seconds: 60,
+            buffer_capacity: 100,
+        };
+        let pool = PoolReport {
+            backend: Backend::Memory,
+            status: PoolStatus {
+                max_size: 1,
+                size: 1,
+                available: 1,
+                waiting: 0,
+            },
+        };
+        stats.report(buffer_size, config, pool)
+    }
+
+    #[test]
+    fn a_full_buffer_and_lasting_failures_say_why_the_node_is_not_ready() {
+        let stats = Stats::default();
+        assert_eq!(report(&stats, 0).unavailable_reason, None);
+        stats.record_failed_flush(&"connection to the remote node refused");
+        let failing = report(&stats, 50);
+        assert_eq!(
+            failing.write_error.as_deref(),
+            Some("connection to the remote node refused")
+        );
+        assert_eq!(failing.unavailable_reason, None, "not for 10 s yet");
+        let full = report(&stats, 100).unavailable_reason.expect("full");
+        assert!(full.contains("buffer is full"), "{full}");
+        assert!(full.contains("remote node refused"), "{full}");
+        if let Some(failing) = stats.failing_lock().as_mut() {
+            failing.since -= WRITES_FAILING_FOR;
+        }
+        let lasting = report(&stats, 50).unavailable_reason.expect("lasting");
+        assert!(
+            lasting.starts_with("every write for 10 s failed"),
+            "{lasting}"
+        );
+        stats.record_flush(Duration::from_millis(1), 10, 10);
+        let recovered = report(&stats, 0);
+        assert_eq!(recovered.write_error, None);
+        assert_eq!(recovered.unavailable_reason, None);
     }
 }

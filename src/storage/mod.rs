@@ -290,12 +290,15 @@ impl StorageError {
     pub fn is_data_error(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            Self::Query(Error::DatabaseError(kind, _)) => !matches!(
-                kind,
-                DatabaseErrorKind::ClosedConnection
-                    | DatabaseErrorKind::SerializationFailure
-                    | DatabaseErrorKind::ReadOnlyTransaction
-            ),
+            Self::Query(Error::DatabaseError(kind, info)) => {
+                !matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection
+                        | DatabaseErrorKind::UnableToSendCommand
+                        | DatabaseErrorKind::SerializationFailure
+                        | DatabaseErrorKind::ReadOnlyTransaction
+                ) && !is_about_the_database(info.message())
+            }
             Self::Query(Error::SerializationError(_)) => true,
             _ => false,
         }
@@ -311,6 +314,35 @@ impl StorageError {
             Self::ContendedKey(_) => "db_contended_key",
         }
     }
+}
+
+/// Messages of errors that other kinds of failure share with a refused row (diesel reports
+/// both as `Unknown`, without the SQLSTATE): the database, or one of Citus' workers, failing
+/// whatever the rows. Citus' messages are never translated; PostgreSQL's are those of the
+/// server's `lc_messages`.
+const FAILURES_OF_THE_DATABASE: [&str; 12] = [
+    // Citus: a worker down, restarting or unreachable.
+    "remote node",
+    "could not establish any connections",
+    "connection not open",
+    "failure on connection marked as essential",
+    "could not connect",
+    // PostgreSQL: out of a resource, stopping or starting, or a statement cut short.
+    "could not extend file",
+    "no space left on device",
+    "out of memory",
+    "database system is",
+    "terminating connection",
+    "canceling statement",
+    "deadlock detected",
+];
+
+/// Whether an error's message says the database failed rather than one row.
+fn is_about_the_database(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    FAILURES_OF_THE_DATABASE
+        .iter()
+        .any(|failure| message.contains(failure))
 }
 
 /// The storage interface the pipeline writes through.
@@ -466,6 +498,26 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redact_url;
+
+    #[test]
+    fn a_worker_down_is_not_a_refused_row() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let error = |message: &str| {
+            super::StorageError::Query(Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(message.to_owned()),
+            ))
+        };
+        let worker_down = "connection to the remote node postgres@127.0.0.1:40395 failed with \
+                           the following error: Connection refused";
+        assert!(!error(worker_down).is_data_error());
+        assert!(
+            !error("could not extend file \"base/16384/16385\": No space left on device")
+                .is_data_error()
+        );
+        assert!(error("invalid input syntax for type uuid: \"x\"").is_data_error());
+        assert!(error("poison row").is_data_error());
+    }
 
     #[test]
     fn passwords_never_reach_the_logs() {

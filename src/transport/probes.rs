@@ -1,5 +1,6 @@
 //! Operational endpoints beside the procedures: `/healthz` (the process is alive), `/readyz`
-//! (the database answers and its schema is current: route traffic here), and `/metrics`
+//! (the database answers, its schema is current, the buffer takes events and writes are not
+//! all failing: route traffic here), and `/metrics`
 //! (Prometheus text format, from the same counters getStats reports).
 
 use std::fmt::Write as _;
@@ -32,7 +33,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         store.pending_migrations().await
     };
     let (status, body) = match tokio::time::timeout(READINESS_TIMEOUT, check).await {
-        Ok(Ok(0)) => (StatusCode::OK, json!({"status": "ready"})),
+        Ok(Ok(0)) => match state.service.pipeline().stats().unavailable_reason {
+            None => (StatusCode::OK, json!({"status": "ready"})),
+            Some(reason) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "unavailable", "reason": reason}),
+            ),
+        },
         Ok(Ok(pending)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "unavailable", "reason": format!("{pending} migrations pending")}),

@@ -45,6 +45,49 @@ async fn doctor_reports_the_database(backend: Backend) {
         report["tables"][0],
         serde_json::json!({"name": "events", "rows": 0})
     );
+    let distribution = &report["distribution"];
+    if !matches!(backend, Backend::Citus { .. }) {
+        assert!(distribution.is_null(), "{distribution}");
+        return;
+    }
+    let spread: Vec<(String, String)> = distribution["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|table| {
+            let column = table["column"].as_str().unwrap_or("-");
+            let shards = table["shards"].as_i64().expect("shards");
+            let method = table["method"].as_str().expect("method");
+            (
+                table["name"].as_str().expect("name").to_owned(),
+                format!("{method} {column} {shards}"),
+            )
+        })
+        .collect();
+    let expected = [
+        ("events", "distributed shard_key 4"),
+        ("sessions", "distributed id 4"),
+        ("idempotency_keys", "distributed key 4"),
+        ("consents", "reference - 1"),
+        ("dead_letters", "distributed id 4"),
+        ("metric_segments", "local - 0"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(name, spread)| ((*name).to_owned(), (*spread).to_owned()))
+        .collect();
+    assert_eq!(
+        spread, expected,
+        "two shards per worker, the rest as SCALING.md says"
+    );
+    let workers = distribution["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 2, "{distribution}");
+    assert!(
+        workers
+            .iter()
+            .all(|worker| worker["shardPlacements"].as_i64() > Some(0)),
+        "{distribution}"
+    );
 }
 
 async fn migrate_creates_the_schema_once(backend: Backend) {

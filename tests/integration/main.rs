@@ -1,10 +1,12 @@
 //! Integration tests: a real server over real sockets against a real database, each test on
-//! SQLite and (with `SLUICE_TEST_POSTGRES_URL`) on PostgreSQL.
+//! SQLite and (with `SLUICE_TEST_POSTGRES_URL`, `SLUICE_TEST_CITUS_URL`) on PostgreSQL and on
+//! a Citus cluster.
 
 mod support;
 
 mod admin;
 mod batch;
+mod citus;
 mod cli;
 mod connections;
 mod dashboard_page;

@@ -267,7 +267,7 @@ async fn a_request_can_ask_for_durability(backend: Backend) {
 }
 
 /// Sends events from several tasks until told to stop; returns the ids that were acknowledged.
-async fn load(
+pub(crate) async fn load(
     url: String,
     tasks: usize,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -677,6 +677,7 @@ mod losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving {
     crate::shared_database_tests!(test);
 
     async fn test(backend: crate::support::Backend) {
-        super::losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving(backend).await;
+        super::losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving(backend)
+            .await;
     }
 }

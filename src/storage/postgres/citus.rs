@@ -22,7 +22,7 @@ use md5::Digest;
 use uuid::Uuid;
 
 use crate::domain::EventRecord;
-use crate::storage::{Distribution, DistributedTable, StorageError, WorkerNode};
+use crate::storage::{DistributedTable, Distribution, StorageError, WorkerNode};
 
 /// The shard key of an event: a digest of its fingerprint, so that every repeat of an event
 /// lands on the original's shard and the unique index on `(shard_key, dedup_fingerprint)` is
@@ -48,7 +48,7 @@ const SHARDS_PER_WORKER: i64 = 2;
 
 /// Serializes [`distribute`] between nodes starting together (a session lock on the
 /// coordinator; any constant both agree on).
-const DISTRIBUTE_LOCK: i64 = 0x5_1C3_D157;
+const DISTRIBUTE_LOCK: i64 = 0x51C3_D157;
 
 /// The tables distributed by hash, in the order they are distributed (the first leads the
 /// co-location group), with their distribution column.
@@ -115,12 +115,11 @@ pub(super) async fn keep_key_owners<'e>(
     .bind::<Array<SqlUuid>, _>(&ids)
     .execute(connection)
     .await?;
-    let owners: Vec<KeyOwner> = diesel::sql_query(
-        "SELECT key, event_id FROM idempotency_keys WHERE key = ANY($1::uuid[])",
-    )
-    .bind::<Array<SqlUuid>, _>(&keys)
-    .load(connection)
-    .await?;
+    let owners: Vec<KeyOwner> =
+        diesel::sql_query("SELECT key, event_id FROM idempotency_keys WHERE key = ANY($1::uuid[])")
+            .bind::<Array<SqlUuid>, _>(&keys)
+            .load(connection)
+            .await?;
     let owners: std::collections::HashMap<Uuid, Uuid> = owners
         .into_iter()
         .map(|owner| (owner.key, owner.event_id))
@@ -228,9 +227,13 @@ async fn distribute_locked(connection: &mut AsyncPgConnection) -> Result<(), Sto
         }
         tracing::info!(table, column, shards, "citus: distributing");
         let statement = if table == leader {
-            format!("SELECT create_distributed_table('{table}', '{column}', shard_count => {shards})")
+            format!(
+                "SELECT create_distributed_table('{table}', '{column}', shard_count => {shards})"
+            )
         } else {
-            format!("SELECT create_distributed_table('{table}', '{column}', colocate_with => '{leader}')")
+            format!(
+                "SELECT create_distributed_table('{table}', '{column}', colocate_with => '{leader}')"
+            )
         };
         connection.batch_execute(&statement).await?;
         drop_local_copy(connection, table).await?;

@@ -585,8 +585,12 @@ impl EventStore for PostgresStore {
         let mut connection = pool::checkout(&self.pool).await?;
         let replaced = connection
             .transaction::<_, diesel::result::Error, _>(async |connection| {
-                super::metrics::replace_segments(&mut PgBatchWriter::unsharded(connection), ids, with)
-                    .await
+                super::metrics::replace_segments(
+                    &mut PgBatchWriter::unsharded(connection),
+                    ids,
+                    with,
+                )
+                .await
             })
             .await;
         super::metrics::replaced(replaced.map_err(StorageError::from))

@@ -77,12 +77,47 @@ impl TestDatabase {
                     cleanup: Cleanup::Sqlite(dir),
                 }
             }
-            Backend::Postgres { admin_url } => Self::create_on(admin_url, false).await,
-            Backend::Citus { admin_url } => Self::create_on(admin_url, true).await,
+            Backend::Postgres { admin_url } => Self::create_on(admin_url, false, false).await,
+            Backend::Citus { admin_url } => Self::create_on(admin_url, true, true).await,
         }
     }
 
-    async fn create_on(admin_url: &str, citus: bool) -> Self {
+    /// A database on the Citus coordinator that is not part of the cluster yet: a plain
+    /// PostgreSQL database until [`TestDatabase::join_cluster`].
+    pub async fn create_outside_the_cluster(admin_url: &str) -> Self {
+        Self::create_on(admin_url, true, false).await
+    }
+
+    /// Makes this database a Citus database, as an operator does on a PostgreSQL that becomes
+    /// a coordinator: the extension on every node, the workers added.
+    pub async fn join_cluster(&self) {
+        self.join_cluster_with(usize::MAX).await;
+    }
+
+    /// [`TestDatabase::join_cluster`] with only the first `count` workers; returns the
+    /// addresses of all of them.
+    pub async fn join_cluster_with(&self, count: usize) -> Vec<std::net::SocketAddr> {
+        let Cleanup::Postgres { admin_url, .. } = &self.cleanup else {
+            panic!("only a database on a Citus coordinator joins its cluster");
+        };
+        let mut admin = AsyncPgConnection::establish(admin_url)
+            .await
+            .expect("connect to the admin URL");
+        join_workers(&mut admin, &self.url, count).await
+    }
+
+    /// Runs `sql` on this database.
+    pub async fn execute(&self, sql: &str) {
+        let mut connection = AsyncPgConnection::establish(&self.url)
+            .await
+            .expect("connect");
+        diesel::sql_query(sql)
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+
+    async fn create_on(admin_url: &str, citus: bool, join: bool) -> Self {
         let mut admin = AsyncPgConnection::establish(admin_url)
             .await
             .expect("connect to the PostgreSQL admin URL");
@@ -100,8 +135,8 @@ impl TestDatabase {
             .await
             .expect("create test database");
         let url = database_url(admin_url, &name);
-        if citus {
-            join_workers(&mut admin, &url).await;
+        if join {
+            join_workers(&mut admin, &url, usize::MAX).await;
         }
         Self {
             url,
@@ -161,8 +196,13 @@ struct Node {
 }
 
 /// Sets up the new Citus database `url` as its cluster's admin database is: the extension on
-/// every node, the coordinator's address, the workers.
-async fn join_workers(admin: &mut AsyncPgConnection, url: &str) {
+/// every node, the coordinator's address, the first `count` workers. Returns the addresses
+/// of all the workers.
+async fn join_workers(
+    admin: &mut AsyncPgConnection,
+    url: &str,
+    count: usize,
+) -> Vec<std::net::SocketAddr> {
     let workers: Vec<Node> = diesel::sql_query(
         "SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary'",
     )
@@ -172,7 +212,10 @@ async fn join_workers(admin: &mut AsyncPgConnection, url: &str) {
     let name = url.rsplit('/').next().expect("name");
     for worker in &workers {
         let worker_url = database_url(
-            &format!("postgres://postgres@{}:{}/x", worker.nodename, worker.nodeport),
+            &format!(
+                "postgres://postgres@{}:{}/x",
+                worker.nodename, worker.nodeport
+            ),
             name,
         );
         let mut connection = AsyncPgConnection::establish(&worker_url)
@@ -195,7 +238,7 @@ async fn join_workers(admin: &mut AsyncPgConnection, url: &str) {
             coordinator_addr.port()
         ),
     ];
-    setup.extend(workers.iter().map(|worker| {
+    setup.extend(workers.iter().take(count).map(|worker| {
         format!(
             "SELECT citus_add_node('{}', {})",
             worker.nodename, worker.nodeport
@@ -207,6 +250,15 @@ async fn join_workers(admin: &mut AsyncPgConnection, url: &str) {
             .await
             .unwrap_or_else(|error| panic!("{statement}: {error}"));
     }
+    workers
+        .iter()
+        .map(|worker| {
+            server_addr(&format!(
+                "postgres://{}:{}/x",
+                worker.nodename, worker.nodeport
+            ))
+        })
+        .collect()
 }
 
 impl Drop for TestDatabase {
