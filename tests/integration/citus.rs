@@ -155,7 +155,8 @@ async fn a_postgres_database_with_data_moves_onto_the_cluster() {
 
 /// A worker joins a cluster whose shards are all on one worker, and `citus_rebalance_start`
 /// moves half of them while a Sluice node writes: every acknowledged event is stored once,
-/// and the shards end up on both workers.
+/// and the shards end up on both workers. The operator asked for four shards
+/// (`citus.shard_count`), as SCALING.md says to when workers will be added.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_move_to_a_new_worker_while_sluice_writes() {
     let Some(admin_url) = citus_admin_url() else {
@@ -163,6 +164,13 @@ async fn shards_move_to_a_new_worker_while_sluice_writes() {
     };
     let database = TestDatabase::create_outside_the_cluster(&admin_url).await;
     let workers = database.join_cluster_with(1).await;
+    database
+        .execute(
+            "DO $$ BEGIN
+               EXECUTE format('ALTER DATABASE %I SET citus.shard_count = 4', current_database());
+             END $$",
+        )
+        .await;
     let settings = [
         ("SLUICE_ACK", "durable"),
         ("SLUICE_BATCH_TIMEOUT_MS", "20"),
@@ -199,13 +207,26 @@ async fn shards_move_to_a_new_worker_while_sluice_writes() {
         .expect("distribution")
         .expect("Citus");
     assert_eq!(distribution.workers.len(), 2, "{distribution:?}");
-    assert!(
-        distribution
-            .workers
-            .iter()
-            .all(|worker| worker.shard_placements > 0),
-        "shards on both workers: {distribution:?}"
+    let events = distribution
+        .tables
+        .iter()
+        .find(|table| table.name == "events")
+        .expect("events");
+    assert_eq!(
+        events.shards, 4,
+        "the operator's shard count: {distribution:?}"
     );
+    database
+        .execute(
+            "DO $$ BEGIN
+               IF (SELECT count(DISTINCT placement.groupid)
+                   FROM pg_dist_placement placement JOIN pg_dist_shard shard USING (shardid)
+                   WHERE shard.logicalrelid = 'events'::regclass) <> 2 THEN
+                 RAISE EXCEPTION 'the events shards are not on both workers';
+               END IF;
+             END $$",
+        )
+        .await;
     let mut missing = 0;
     for id in &acknowledged {
         if store.find_event(*id).await.expect("read").is_none() {

@@ -65,11 +65,11 @@ async fn doctor_reports_the_database(backend: Backend) {
         })
         .collect();
     let expected = [
-        ("events", "distributed shard_key 4"),
-        ("sessions", "distributed id 4"),
-        ("idempotency_keys", "distributed key 4"),
+        ("events", "distributed shard_key 2"),
+        ("sessions", "distributed id 2"),
+        ("idempotency_keys", "distributed key 2"),
         ("consents", "reference - 1"),
-        ("dead_letters", "distributed id 4"),
+        ("dead_letters", "distributed id 2"),
         ("metric_segments", "local - 0"),
     ];
     let expected: Vec<(String, String)> = expected
@@ -78,7 +78,7 @@ async fn doctor_reports_the_database(backend: Backend) {
         .collect();
     assert_eq!(
         spread, expected,
-        "two shards per worker, the rest as SCALING.md says"
+        "a shard per worker, the rest as SCALING.md says"
     );
     let workers = distribution["workers"].as_array().expect("workers");
     assert_eq!(workers.len(), 2, "{distribution}");

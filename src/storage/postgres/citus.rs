@@ -41,10 +41,15 @@ pub fn shard_key(event: &EventRecord) -> Uuid {
 /// (`md5(…)::uuid` reads the 32 hex digits as the uuid's 16 bytes, as `Uuid::from_bytes`).
 const SHARD_KEY_OF_ROW: &str = "coalesce(md5(dedup_fingerprint)::uuid, idempotency_key, id)";
 
-/// Shards per worker that takes shards. Each batch writes to every shard, so shards cost
-/// round trips on the write path: two per worker keeps every worker busy and leaves the
-/// rebalancer something to move when a worker joins. Measured: BENCHMARKS.md.
-const SHARDS_PER_WORKER: i64 = 2;
+/// Shards per worker that takes shards, unless the operator set `citus.shard_count`.
+///
+/// Every batch writes to every shard, and each shard costs its own statements and its own
+/// part of the two-phase commit. Measured on the test cluster (one 2 000-event write): 4
+/// shards took a third longer than 2, and Citus' default of 32 three to five times longer
+/// (BENCHMARKS.md). One per worker is the cheapest write; an operator who expects to add
+/// workers sets `citus.shard_count` (for example `ALTER DATABASE … SET citus.shard_count = 8`)
+/// before the first `sluice migrate`, so that the rebalancer has shards to move.
+const SHARDS_PER_WORKER: i64 = 1;
 
 /// Serializes [`distribute`] between nodes starting together (a session lock on the
 /// coordinator; any constant both agree on).
@@ -262,8 +267,18 @@ async fn drop_local_copy(
     Ok(())
 }
 
-/// [`SHARDS_PER_WORKER`] for each active worker that takes shards.
+/// `citus.shard_count` when the operator set it, else [`SHARDS_PER_WORKER`] for each active
+/// worker that takes shards.
 async fn shard_count(connection: &mut AsyncPgConnection) -> Result<i64, StorageError> {
+    let configured: Count = diesel::sql_query(
+        "SELECT CASE WHEN source = 'default' THEN 0 ELSE setting::bigint END AS value
+         FROM pg_settings WHERE name = 'citus.shard_count'",
+    )
+    .get_result(connection)
+    .await?;
+    if configured.value > 0 {
+        return Ok(configured.value);
+    }
     let workers: Count = diesel::sql_query(
         "SELECT count(*) AS value FROM pg_dist_node
          WHERE isactive AND shouldhaveshards AND noderole = 'primary'",

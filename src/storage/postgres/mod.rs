@@ -250,6 +250,11 @@ impl<'a> PgBatchWriter<'a> {
 }
 
 impl BatchWriter for PgBatchWriter<'_> {
+    /// Arrays carry the rows (35 parameters whatever their number), so a write of the size the
+    /// flusher takes under a backlog (2 000 events) is one statement: each statement costs a
+    /// round trip, and on Citus its routing to every shard.
+    const ROWS_PER_STATEMENT: usize = 2_000;
+
     async fn opted_out_among(
         &mut self,
         subject_ids: &[String],
@@ -383,9 +388,9 @@ impl EventStore for PostgresStore {
     }
 
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
-        let follow_ups = FollowUps::of(batch);
         let mut connection = pool::checkout(&self.pool).await?;
         let sharded = self.sharded(&mut connection).await?;
+        let follow_ups = FollowUps::of(batch);
         let inserted = connection
             .transaction::<_, diesel::result::Error, _>(async |connection| {
                 let mut writer = PgBatchWriter {
