@@ -12,7 +12,9 @@ use sluice::domain::{EventRecord, Interval, MetricsQuery};
 use sluice::storage::{self, EventStore, PoolOptions};
 use uuid::Uuid;
 
+use crate::reliability::OnError;
 use crate::support::database::{Backend, TestDatabase};
+use crate::support::stores::missing_events;
 
 fn citus_admin_url() -> Option<String> {
     match Backend::citus() {
@@ -178,7 +180,12 @@ async fn shards_move_to_a_new_worker_while_sluice_writes() {
     ];
     let sluice = crate::support::process::SluiceProcess::start_with(&database.url, &settings).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(crate::reliability::load(sluice.url(), 4, stopped));
+    let load = tokio::spawn(crate::reliability::load(
+        sluice.url(),
+        4,
+        stopped,
+        OnError::Stop,
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let new_worker = &workers[1];
@@ -227,12 +234,7 @@ async fn shards_move_to_a_new_worker_while_sluice_writes() {
              END $$",
         )
         .await;
-    let mut missing = 0;
-    for id in &acknowledged {
-        if store.find_event(*id).await.expect("read").is_none() {
-            missing += 1;
-        }
-    }
+    let missing = missing_events(store.as_ref(), &acknowledged).await;
     assert_eq!(
         missing,
         0,
@@ -318,32 +320,6 @@ impl Drop for OwnCluster {
     }
 }
 
-/// Tracks with unique events until told to stop, through errors; the ids acknowledged.
-async fn steady_load(url: String, stop: tokio::sync::watch::Receiver<bool>) -> Vec<Uuid> {
-    let client = jsonrpsee::http_client::HttpClientBuilder::default()
-        .request_timeout(Duration::from_secs(60))
-        .build(&url)
-        .expect("client");
-    let mut acknowledged = Vec::new();
-    while !*stop.borrow() {
-        let event =
-            json!({"eventType": "page_viewed", "props": {"path": "/fault", "n": Uuid::now_v7()}});
-        match crate::support::call_raw(&client, "eventIngestion.track", event).await {
-            Ok(output) if output["status"] == "accepted" => {
-                acknowledged.push(
-                    output["eventId"]
-                        .as_str()
-                        .expect("id")
-                        .parse()
-                        .expect("uuid"),
-                );
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    acknowledged
-}
-
 /// A worker killed with SIGKILL under durable load, beside a buffered node: while it is
 /// down the buffered node keeps events up to its capacity and then answers
 /// SERVICE_UNAVAILABLE with `retryAfterSeconds`, and `/readyz` says why; once the worker is
@@ -374,9 +350,12 @@ async fn a_worker_killed_under_load_loses_nothing() {
     let buffered =
         crate::support::process::SluiceProcess::start_with(&database.url, &buffered_settings).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let loads: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(steady_load(durable.url(), stopped.clone())))
-        .collect();
+    let load = tokio::spawn(crate::reliability::load(
+        durable.url(),
+        4,
+        stopped,
+        OnError::Retry,
+    ));
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     cluster.kill("worker1");
@@ -413,10 +392,7 @@ async fn a_worker_killed_under_load_loses_nothing() {
     cluster.restart_stopped().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = stop.send(true);
-    let mut durable_acks = Vec::new();
-    for load in loads {
-        durable_acks.extend(load.await.expect("load"));
-    }
+    let durable_acks = load.await.expect("load");
     assert!(
         durable_acks.len() > 20,
         "durable load ran: {}",
@@ -429,12 +405,7 @@ async fn a_worker_killed_under_load_loses_nothing() {
     let acknowledged: Vec<Uuid> = durable_acks.into_iter().chain(buffered_acks).collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let mut missing = 0;
-        for id in &acknowledged {
-            if store.find_event(*id).await.expect("read").is_none() {
-                missing += 1;
-            }
-        }
+        let missing = missing_events(store.as_ref(), &acknowledged).await;
         if missing == 0 {
             break;
         }

@@ -267,10 +267,21 @@ async fn a_request_can_ask_for_durability(backend: Backend) {
 }
 
 /// Sends events from several tasks until told to stop; returns the ids that were acknowledged.
+/// What a load task does when a call fails.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OnError {
+    /// Stops: the server went away.
+    Stop,
+    /// Waits a moment and goes on: the server is there but cannot take events now.
+    Retry,
+}
+
+/// `tasks` callers tracking page views on `url` until `stop`; the ids acknowledged.
 pub(crate) async fn load(
     url: String,
     tasks: usize,
     stop: tokio::sync::watch::Receiver<bool>,
+    on_error: OnError,
 ) -> Vec<uuid::Uuid> {
     let mut handles = Vec::new();
     for _ in 0..tasks {
@@ -295,7 +306,12 @@ pub(crate) async fn load(
                             );
                         }
                     }
-                    Err(_) => break, // the server went away
+                    Err(_) => match on_error {
+                        OnError::Stop => break,
+                        OnError::Retry => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    },
                 }
             }
             acknowledged
@@ -322,7 +338,7 @@ async fn every_acknowledged_event_survives(backend: Backend, ack: &str, signal: 
     )
     .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(load(sluice.url(), 4, stopped));
+    let load = tokio::spawn(load(sluice.url(), 4, stopped, OnError::Stop));
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     sluice.signal(signal);
     let exit = sluice
@@ -341,12 +357,7 @@ async fn every_acknowledged_event_survives(backend: Backend, ack: &str, signal: 
     let store = sluice::storage::connect(&database.url, &sluice::storage::PoolOptions::default())
         .await
         .expect("reopen");
-    let mut missing = 0;
-    for id in &acknowledged {
-        if store.find_event(*id).await.expect("read").is_none() {
-            missing += 1;
-        }
-    }
+    let missing = crate::support::stores::missing_events(store.as_ref(), &acknowledged).await;
     assert_eq!(
         missing,
         0,
@@ -435,7 +446,7 @@ async fn a_soak_run_keeps_memory_flat(backend: Backend) {
     .await;
     let pid = sluice.child.id();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(load(sluice.url(), 4, stopped));
+    let load = tokio::spawn(load(sluice.url(), 4, stopped, OnError::Stop));
     let mut samples = Vec::new();
     for _ in 0..seconds * 4 {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
@@ -607,8 +618,8 @@ async fn losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving
     assert_eq!(claimed["status"], "accepted", "{claimed}");
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let load_on_lost = tokio::spawn(load(lost.url(), 4, stopped.clone()));
-    let load_on_survivor = tokio::spawn(load(survivor.url(), 4, stopped));
+    let load_on_lost = tokio::spawn(load(lost.url(), 4, stopped.clone(), OnError::Stop));
+    let load_on_survivor = tokio::spawn(load(survivor.url(), 4, stopped, OnError::Stop));
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     lost.signal("KILL");
     lost.wait_for_exit(std::time::Duration::from_secs(30)).await;
@@ -643,12 +654,13 @@ async fn losing_a_node_loses_nothing_it_acknowledged_and_the_other_keeps_serving
         .expect("reopen");
     let claimed_id: uuid::Uuid =
         serde_json::from_value(claimed["eventId"].clone()).expect("event id");
-    let mut missing = 0;
-    for id in on_lost.iter().chain(&on_survivor).chain([&claimed_id]) {
-        if store.find_event(*id).await.expect("read").is_none() {
-            missing += 1;
-        }
-    }
+    let acknowledged: Vec<uuid::Uuid> = on_lost
+        .iter()
+        .chain(&on_survivor)
+        .chain([&claimed_id])
+        .copied()
+        .collect();
+    let missing = crate::support::stores::missing_events(store.as_ref(), &acknowledged).await;
     assert_eq!(
         missing,
         0,

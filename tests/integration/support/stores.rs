@@ -60,3 +60,14 @@ macro_rules! store_tests {
         }
     };
 }
+
+/// How many of `ids` the store does not hold.
+pub async fn missing_events(store: &dyn EventStore, ids: &[uuid::Uuid]) -> usize {
+    let mut missing = 0;
+    for id in ids {
+        if store.find_event(*id).await.expect("read").is_none() {
+            missing += 1;
+        }
+    }
+    missing
+}
