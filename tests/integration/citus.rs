@@ -1,7 +1,7 @@
 //! What only a Citus cluster has: a PostgreSQL database with data moving onto the cluster,
-//! shards rebalanced onto a new worker while Sluice writes, and a worker lost under load.
-//! Run when `SLUICE_TEST_CITUS_URL` is set; the fault test starts a cluster of its own
-//! (`scripts/citus-cluster`), since it kills one of its workers.
+//! shards rebalanced onto a new worker while Sluice writes, and a worker or the coordinator
+//! lost under load. Run when `SLUICE_TEST_CITUS_URL` is set; the fault tests start a cluster
+//! of their own (`scripts/citus-cluster`), since they kill one of its nodes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -326,6 +326,18 @@ impl Drop for OwnCluster {
 /// back, every acknowledged event of both nodes is stored, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_under_load_loses_nothing() {
+    a_node_killed_under_load_loses_nothing("worker1").await;
+}
+
+/// The same with the coordinator killed (a crash, then a restart): the nodes' connections
+/// break, the writes in flight are retried, and two-phase commits left in doubt are settled
+/// by Citus' recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_killed_under_load_loses_nothing() {
+    a_node_killed_under_load_loses_nothing("coordinator").await;
+}
+
+async fn a_node_killed_under_load_loses_nothing(node: &str) {
     if citus_admin_url().is_none() {
         return;
     }
@@ -358,7 +370,7 @@ async fn a_worker_killed_under_load_loses_nothing() {
     ));
     tokio::time::sleep(Duration::from_millis(800)).await;
 
-    cluster.kill("worker1");
+    cluster.kill(node);
     // The buffered node takes events until its buffer is full, then refuses with a hint.
     let client = jsonrpsee::http_client::HttpClientBuilder::default()
         .request_timeout(Duration::from_secs(10))
