@@ -31,67 +31,66 @@ const EVENTS_PER_SEND: usize = 1_000;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(30);
 
-/// A [`LiveEvent`] on the wire: its fields in order, without their names.
+/// A [`LiveEvent`] on the wire between nodes: named fields under one-letter keys, so that
+/// a notification (at most 8 000 bytes) carries as many events as it can.
 #[derive(Serialize, Deserialize)]
-struct CompactEvent(
-    Uuid,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    DateTime<Utc>,
-);
+struct CompactEvent {
+    #[serde(rename = "i")]
+    event_id: Uuid,
+    #[serde(rename = "t")]
+    event_type: String,
+    #[serde(rename = "s")]
+    source: String,
+    #[serde(rename = "p")]
+    path: Option<String>,
+    #[serde(rename = "r")]
+    referrer_host: Option<String>,
+    #[serde(rename = "u")]
+    utm_source: Option<String>,
+    #[serde(rename = "d")]
+    device_type: Option<String>,
+    #[serde(rename = "b")]
+    browser_name: Option<String>,
+    #[serde(rename = "c")]
+    country: Option<String>,
+    #[serde(rename = "v")]
+    visitor_id: Option<String>,
+    #[serde(rename = "o")]
+    occurred_at: DateTime<Utc>,
+}
 
 impl From<LiveEvent> for CompactEvent {
     fn from(event: LiveEvent) -> Self {
-        Self(
-            event.event_id,
-            event.event_type,
-            event.source,
-            event.path,
-            event.referrer_host,
-            event.utm_source,
-            event.device_type,
-            event.browser_name,
-            event.country,
-            event.visitor_id,
-            event.occurred_at,
-        )
+        Self {
+            event_id: event.event_id,
+            event_type: event.event_type,
+            source: event.source,
+            path: event.path,
+            referrer_host: event.referrer_host,
+            utm_source: event.utm_source,
+            device_type: event.device_type,
+            browser_name: event.browser_name,
+            country: event.country,
+            visitor_id: event.visitor_id,
+            occurred_at: event.occurred_at,
+        }
     }
 }
 
 impl From<CompactEvent> for LiveEvent {
     fn from(compact: CompactEvent) -> Self {
-        let CompactEvent(
-            event_id,
-            event_type,
-            source,
-            path,
-            referrer_host,
-            utm_source,
-            device_type,
-            browser_name,
-            country,
-            visitor_id,
-            occurred_at,
-        ) = compact;
         Self {
-            event_id,
-            event_type,
-            source,
-            path,
-            referrer_host,
-            utm_source,
-            device_type,
-            browser_name,
-            country,
-            visitor_id,
-            occurred_at,
+            event_id: compact.event_id,
+            event_type: compact.event_type,
+            source: compact.source,
+            path: compact.path,
+            referrer_host: compact.referrer_host,
+            utm_source: compact.utm_source,
+            device_type: compact.device_type,
+            browser_name: compact.browser_name,
+            country: compact.country,
+            visitor_id: compact.visitor_id,
+            occurred_at: compact.occurred_at,
         }
     }
 }
