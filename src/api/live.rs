@@ -1,4 +1,4 @@
-//! The live subscription (`eventIngestion.live`, README "Live analytics"), one
+//! The live subscription (`eventIngestion.live`, docs/live-and-metrics.md "Live analytics"), one
 //! implementation for every way in: SSE `/api/live`, the tRPC subscription and the JSON-RPC
 //! subscription only frame what a [`LiveFeed`] yields.
 //!

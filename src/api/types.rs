@@ -96,7 +96,7 @@ pub struct ForceFlushOutput {
     pub persisted: u64,
 }
 
-/// The input of `eventIngestion.getMetrics` (README "Metrics and the dashboard"); every field optional.
+/// The input of `eventIngestion.getMetrics` (docs/live-and-metrics.md "Metrics and the dashboard"); every field optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, Validate)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GetMetricsInput {

@@ -71,7 +71,7 @@ impl Caller {
         }
     }
 
-    /// Whether this caller may set `userId` on an event (README "Identity and limits", trusted servers): a
+    /// Whether this caller may set `userId` on an event (docs/identity-and-limits.md, trusted servers): a
     /// SERVICE JWT or the admin token.
     pub fn may_act_for_users(&self) -> bool {
         match self {

@@ -62,7 +62,7 @@ pub struct Enrichment {
 
 impl EventRecord {
     /// The page the event happened on: `props.path`, else `props.page`, else the landing
-    /// page's path (README "Live analytics"; metrics group pages the same way).
+    /// page's path (docs/live-and-metrics.md "Live analytics"; metrics group pages the same way).
     pub fn page_path(&self) -> Option<String> {
         #[derive(Deserialize)]
         struct PageProps {

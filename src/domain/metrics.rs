@@ -1,4 +1,4 @@
-//! Admin metrics (README "Metrics and the dashboard"): what `eventIngestion.getMetrics` is asked, once its
+//! Admin metrics (docs/live-and-metrics.md "Metrics and the dashboard"): what `eventIngestion.getMetrics` is asked, once its
 //! input is checked, and what it answers. Storage computes a [`MetricsReport`] for a
 //! [`MetricsQuery`]; the procedure only validates and defaults the input.
 

@@ -4,11 +4,11 @@
 use axum::response::{Html, IntoResponse, Response};
 use http::{HeaderValue, header};
 
-/// The live page (README "Live analytics"): status, current visitors, active pages and
+/// The live page (docs/live-and-metrics.md "Live analytics"): status, current visitors, active pages and
 /// the activity feed, over SSE `/api/live`.
 const LIVE_PAGE: &str = include_str!("pages/live.html");
 
-/// The dashboard (README "Metrics and the dashboard"): totals, the series chart and the top lists of a
+/// The dashboard (docs/live-and-metrics.md "Metrics and the dashboard"): totals, the series chart and the top lists of a
 /// range, from `eventIngestion.getMetrics`, with click-to-filter.
 const DASHBOARD_PAGE: &str = include_str!("pages/dashboard.html");
 

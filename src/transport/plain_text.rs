@@ -1,4 +1,4 @@
-//! `Content-Type: text/plain` JSON bodies (README "The browser tracker"): `navigator.sendBeacon` can
+//! `Content-Type: text/plain` JSON bodies (docs/trackers.md "The browser tracker"): `navigator.sendBeacon` can
 //! send nothing else without a CORS preflight, and a preflight-free `fetch` is what lets a
 //! tracker's first event leave at once. They are taken on the calls a page makes without
 //! credentials — `track`, `trackBatch`, and `setConsent` for the tracker's opt-out — and

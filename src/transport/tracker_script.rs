@@ -1,4 +1,4 @@
-//! `GET /sluice.js`: the browser tracker (README "The browser tracker"), built from
+//! `GET /sluice.js`: the browser tracker (docs/trackers.md "The browser tracker"), built from
 //! `clients/browser/sluice.js` into `sluice.min.js` and compiled into the binary. Cached by
 //! browsers for an hour and revalidated with its ETag.
 

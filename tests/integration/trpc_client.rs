@@ -116,7 +116,7 @@ async fn run_node(server: &TestServer, version: &str, file: &str) -> String {
 }
 
 /// The generated TypeScript definitions compile under `tsc --strict`, together with the typed
-/// router a frontend builds from them (the README's example).
+/// router a frontend builds from them (the example in docs/api.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_definitions_compile() {
     let folder = fixture("v11");

@@ -51,7 +51,7 @@ impl Event {
     }
 
     /// The user the event is about. Sluice takes it only from a `SERVICE` token or the admin
-    /// token (Sluice's README, "Identity and limits"); from any other caller the event is refused.
+    /// token (Sluice's docs/identity-and-limits.md); from any other caller the event is refused.
     pub fn user(mut self, user_id: impl Into<String>) -> Self {
         self.user_id = Some(user_id.into());
         self

@@ -1,5 +1,5 @@
-//! The live hub: every accepted event, at acceptance, for the live views (README "Live
-//! analytics").
+//! The live hub: every accepted event, at acceptance, for the live views
+//! (docs/live-and-metrics.md "Live analytics").
 //!
 //! The hub keeps what a viewer needs when it connects — the visitors of the last five
 //! minutes with their latest page, and a ring of the most recent events for `Last-Event-ID`
