@@ -110,7 +110,7 @@ export interface ForceFlushOutput {
   persisted: number;
 }
 
-/** The input of `eventIngestion.getMetrics` (README "Metrics and the dashboard"); every field optional. */
+/** The input of `eventIngestion.getMetrics` (docs/live-and-metrics.md "Metrics and the dashboard"); every field optional. */
 export interface GetMetricsInput {
   eventType?: string | null;
   filters?: MetricsFilters | null;
