@@ -15,7 +15,6 @@ mod sessions;
 pub mod sqlite;
 mod write;
 
-use std::borrow::Borrow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -44,23 +43,22 @@ pub(crate) struct FollowUps {
 }
 
 impl FollowUps {
-    pub(crate) fn of<E: Borrow<EventRecord>>(batch: &[E]) -> Self {
-        let events = || batch.iter().map(Borrow::borrow);
+    pub(crate) fn of(batch: &[EventRecord]) -> Self {
         Self {
-            consent_check: events()
+            consent_check: batch
+                .iter()
                 .any(|event| event.session_id.is_some() || event.user_id.is_some()),
-            session_upsert: events().any(|event| event.session_id.is_some()),
+            session_upsert: batch.iter().any(|event| event.session_id.is_some()),
         }
     }
 }
 
 /// The ids of the subjects (sessions and users) of `batch`, each once: what the write
 /// transaction looks up in the consents table.
-pub(crate) fn subject_ids<E: Borrow<EventRecord>>(batch: &[E]) -> Vec<String> {
+pub(crate) fn subject_ids(batch: &[EventRecord]) -> Vec<String> {
     let mut ids: Vec<String> = batch
         .iter()
         .flat_map(|event| {
-            let event = event.borrow();
             let session = event.session_id.map(|id| id.to_string());
             [session, event.user_id.clone()]
         })
@@ -74,18 +72,17 @@ pub(crate) fn subject_ids<E: Borrow<EventRecord>>(batch: &[E]) -> Vec<String> {
 /// The events of `batch` whose session and user have not opted out: the rows to insert.
 /// Checked inside the write transaction, so an opt-out recorded by any node is honoured even
 /// for events another node accepted.
-pub(crate) fn without_opted_out<'a, E: Borrow<EventRecord>>(
-    batch: &'a [E],
+pub(crate) fn without_opted_out<'a>(
+    batch: &'a [EventRecord],
     opted_out: &[ConsentSubject],
 ) -> Vec<&'a EventRecord> {
     if opted_out.is_empty() {
-        return batch.iter().map(Borrow::borrow).collect();
+        return batch.iter().collect();
     }
     let opted_out: std::collections::HashSet<&ConsentSubject> = opted_out.iter().collect();
     batch
         .iter()
-        .map(Borrow::borrow)
-        .filter(|event: &&EventRecord| {
+        .filter(|event| {
             let session = event
                 .session_id
                 .map(|id| ConsentSubject::Session(id.to_string()));

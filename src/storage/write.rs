@@ -72,9 +72,9 @@ pub(crate) trait BatchWriter {
 
 /// Writes `batch` (whose [`FollowUps`] the caller has worked out) through `writer`;
 /// returns how many events were newly written.
-pub(crate) async fn write_batch<W: BatchWriter, E: std::borrow::Borrow<EventRecord>>(
+pub(crate) async fn write_batch<W: BatchWriter>(
     writer: &mut W,
-    batch: &[E],
+    batch: &[EventRecord],
     follow_ups: FollowUps,
 ) -> QueryResult<usize> {
     let opted_out = if follow_ups.consent_check {

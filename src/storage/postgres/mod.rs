@@ -334,17 +334,8 @@ impl BatchWriter for PgBatchWriter<'_> {
 pub struct PostgresStore {
     pool: Pool<AsyncPgConnection>,
     channel: Arc<channel::PgChannel>,
-    /// Whether `events` has Citus' shard key: [`Layout`], read once it is known.
-    layout: std::sync::atomic::AtomicU8,
-}
-
-/// What [`PostgresStore::layout`] holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum Layout {
-    Unknown = 0,
-    Single = 1,
-    Sharded = 2,
+    /// Whether `events` has Citus' shard key, once the database said (`None` before).
+    sharded: std::sync::Mutex<Option<bool>>,
 }
 
 impl PostgresStore {
@@ -357,27 +348,28 @@ impl PostgresStore {
         Ok(Self {
             pool,
             channel,
-            layout: std::sync::atomic::AtomicU8::new(Layout::Unknown as u8),
+            sharded: std::sync::Mutex::new(None),
         })
     }
 
     /// Whether events are written with a shard key: asked of the database once (the schema
     /// changes only through `sluice migrate`, which tells this store itself).
     async fn sharded(&self, connection: &mut AsyncPgConnection) -> Result<bool, StorageError> {
-        use std::sync::atomic::Ordering;
-        match std::sync::atomic::AtomicU8::load(&self.layout, Ordering::Relaxed) {
-            known if known == Layout::Single as u8 => return Ok(false),
-            known if known == Layout::Sharded as u8 => return Ok(true),
-            _ => {}
+        if let Some(known) = *self.known_layout() {
+            return Ok(known);
         }
-        let layout = match citus::events_have_shard_key(connection).await? {
-            Some(true) => Layout::Sharded,
-            Some(false) => Layout::Single,
-            // No events table yet: the insert fails on its own.
-            None => return Ok(false),
+        // No events table yet (`None`): the insert fails on its own.
+        let Some(sharded) = citus::events_have_shard_key(connection).await? else {
+            return Ok(false);
         };
-        std::sync::atomic::AtomicU8::store(&self.layout, layout as u8, Ordering::Relaxed);
-        Ok(layout == Layout::Sharded)
+        *self.known_layout() = Some(sharded);
+        Ok(sharded)
+    }
+
+    fn known_layout(&self) -> std::sync::MutexGuard<'_, Option<bool>> {
+        self.sharded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -625,11 +617,7 @@ impl EventStore for PostgresStore {
             }
         }
         if citus::distribute(&mut connection).await? {
-            std::sync::atomic::AtomicU8::store(
-                &self.layout,
-                Layout::Unknown as u8,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            *self.known_layout() = None;
             self.sharded(&mut connection).await?;
         }
         Ok(applied)
