@@ -261,8 +261,8 @@ mod tests {
 
     use crate::pipeline::clock::SystemClock;
     use crate::pipeline::{FlusherHandle, PipelineConfig};
-    use crate::storage::EventStore;
     use crate::storage::MemoryStore;
+    use crate::storage::roles::*;
 
     fn start(capacity: usize) -> (Arc<Pipeline>, FlusherHandle, Arc<MemoryStore>) {
         let mut config = PipelineConfig::default();

@@ -110,6 +110,7 @@ mod tests {
 
     use super::*;
     use crate::storage::MemoryStore;
+    use crate::storage::roles::*;
 
     fn session(n: usize) -> ConsentSubject {
         ConsentSubject::Session(format!("s{n}"))

@@ -296,7 +296,8 @@ mod tests {
     use crate::domain::Caller;
     use crate::pipeline::clock::SystemClock;
     use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
-    use crate::storage::{EventStore, MemoryStore};
+    use crate::storage::MemoryStore;
+    use crate::storage::roles::*;
 
     fn config(batch_size: usize, capacity: usize) -> PipelineConfig {
         let mut config = PipelineConfig::default();

@@ -93,6 +93,7 @@ mod tests {
     use super::*;
     use crate::domain::test_support::event;
     use crate::storage::MemoryStore;
+    use crate::storage::roles::*;
 
     #[tokio::test]
     async fn a_sweep_deletes_only_what_is_older_than_the_cutoff_in_batches() {

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::metrics::{NewSegment, segment::hour_of, segments_of_written};
 use super::{
-    Backend, ConsentDecision, EventStore, Expiring, PoolStatus, SegmentInfo, SegmentListing,
-    SessionRecord, StorageError,
+    Backend, ConsentDecision, Expiring, PoolStatus, SegmentInfo, SegmentListing, SessionRecord,
+    StorageError,
 };
 use crate::domain::{ConsentSubject, EventRecord};
 
@@ -104,11 +104,7 @@ fn relock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[async_trait]
-impl EventStore for MemoryStore {
-    fn backend(&self) -> Backend {
-        Backend::Memory
-    }
-
+impl super::EventWrites for MemoryStore {
     async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
         self.check_available()?;
         if self.writes_failing.load(Ordering::SeqCst) {
@@ -154,6 +150,18 @@ impl EventStore for MemoryStore {
         Ok(written.len())
     }
 
+    async fn dead_letter(&self, event: &EventRecord, _error: &str) -> Result<(), StorageError> {
+        self.check_available()?;
+        let mut dead = self.dead_letters.lock().unwrap_or_else(|p| p.into_inner());
+        if !dead.contains(&event.id) {
+            dead.push(event.id);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl super::KeyClaims for MemoryStore {
     async fn claim_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<Uuid, StorageError> {
         self.check_available()?;
         let mut keys = self
@@ -174,7 +182,10 @@ impl EventStore for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl super::Consents for MemoryStore {
     async fn set_consent(
         &self,
         subject: &ConsentSubject,
@@ -208,91 +219,10 @@ impl EventStore for MemoryStore {
             })
             .collect())
     }
+}
 
-    async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
-        self.check_available()?;
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(sessions.get(&id).cloned())
-    }
-
-    async fn dead_letter(&self, event: &EventRecord, _error: &str) -> Result<(), StorageError> {
-        self.check_available()?;
-        let mut dead = self.dead_letters.lock().unwrap_or_else(|p| p.into_inner());
-        if !dead.contains(&event.id) {
-            dead.push(event.id);
-        }
-        Ok(())
-    }
-
-    async fn count_dead_letters(&self) -> Result<i64, StorageError> {
-        Ok(self
-            .dead_letters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len() as i64)
-    }
-
-    async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {
-        self.check_available()?;
-        Ok(self.lock().iter().find(|event| event.id == id).cloned())
-    }
-
-    async fn delete_expired(
-        &self,
-        what: Expiring,
-        cutoff: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<usize, StorageError> {
-        self.check_available()?;
-        // The ids of at most `limit` of `rows` before `cutoff`, oldest first.
-        let oldest = |rows: &mut dyn Iterator<Item = (DateTime<Utc>, Uuid)>| {
-            let mut old: Vec<_> = rows.filter(|(at, _)| *at < cutoff).collect();
-            old.sort_unstable();
-            old.truncate(limit);
-            old.into_iter()
-                .map(|(_, id)| id)
-                .collect::<std::collections::HashSet<Uuid>>()
-        };
-        let doomed = match what {
-            Expiring::Events => {
-                let mut events = self.lock();
-                let doomed = oldest(&mut events.iter().map(|event| (event.occurred_at, event.id)));
-                events.retain(|event| !doomed.contains(&event.id));
-                doomed
-            }
-            Expiring::Sessions => {
-                let mut sessions = relock(&self.sessions);
-                let doomed = oldest(
-                    &mut sessions
-                        .values()
-                        .map(|session| (session.last_seen_at, session.id)),
-                );
-                sessions.retain(|id, _| !doomed.contains(id));
-                doomed
-            }
-            Expiring::MetricSegments => {
-                let mut segments = relock(&self.segments);
-                let mut old: Vec<(i64, i64)> = segments
-                    .iter()
-                    .filter(|(_, segment)| segment.hour_start < hour_of(cutoff))
-                    .map(|(id, segment)| (segment.hour_start, *id))
-                    .collect();
-                old.sort_unstable();
-                old.truncate(limit);
-                let doomed: std::collections::HashSet<i64> =
-                    old.into_iter().map(|(_, id)| id).collect();
-                segments.retain(|(id, _)| !doomed.contains(id));
-                return Ok(doomed.len());
-            }
-        };
-        Ok(doomed.len())
-    }
-
-    async fn count_events(&self) -> Result<i64, StorageError> {
-        self.check_available()?;
-        Ok(self.lock().len() as i64)
-    }
-
+#[async_trait]
+impl super::Segments for MemoryStore {
     async fn metric_segments(&self, start: i64, end: i64) -> Result<Vec<Vec<u8>>, StorageError> {
         self.check_available()?;
         let segments = relock(&self.segments);
@@ -360,6 +290,64 @@ impl EventStore for MemoryStore {
         self.store_segments(with.cloned());
         Ok(true)
     }
+}
+
+#[async_trait]
+impl super::Maintenance for MemoryStore {
+    fn backend(&self) -> Backend {
+        Backend::Memory
+    }
+
+    async fn delete_expired(
+        &self,
+        what: Expiring,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StorageError> {
+        self.check_available()?;
+        // The ids of at most `limit` of `rows` before `cutoff`, oldest first.
+        let oldest = |rows: &mut dyn Iterator<Item = (DateTime<Utc>, Uuid)>| {
+            let mut old: Vec<_> = rows.filter(|(at, _)| *at < cutoff).collect();
+            old.sort_unstable();
+            old.truncate(limit);
+            old.into_iter()
+                .map(|(_, id)| id)
+                .collect::<std::collections::HashSet<Uuid>>()
+        };
+        let doomed = match what {
+            Expiring::Events => {
+                let mut events = self.lock();
+                let doomed = oldest(&mut events.iter().map(|event| (event.occurred_at, event.id)));
+                events.retain(|event| !doomed.contains(&event.id));
+                doomed
+            }
+            Expiring::Sessions => {
+                let mut sessions = relock(&self.sessions);
+                let doomed = oldest(
+                    &mut sessions
+                        .values()
+                        .map(|session| (session.last_seen_at, session.id)),
+                );
+                sessions.retain(|id, _| !doomed.contains(id));
+                doomed
+            }
+            Expiring::MetricSegments => {
+                let mut segments = relock(&self.segments);
+                let mut old: Vec<(i64, i64)> = segments
+                    .iter()
+                    .filter(|(_, segment)| segment.hour_start < hour_of(cutoff))
+                    .map(|(id, segment)| (segment.hour_start, *id))
+                    .collect();
+                old.sort_unstable();
+                old.truncate(limit);
+                let doomed: std::collections::HashSet<i64> =
+                    old.into_iter().map(|(_, id)| id).collect();
+                segments.retain(|(id, _)| !doomed.contains(id));
+                return Ok(doomed.len());
+            }
+        };
+        Ok(doomed.len())
+    }
 
     async fn run_migrations(&self) -> Result<usize, StorageError> {
         Ok(0)
@@ -396,5 +384,33 @@ impl EventStore for MemoryStore {
             available: 1,
             waiting: 0,
         }
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+#[async_trait]
+impl super::StoredReads for MemoryStore {
+    async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {
+        self.check_available()?;
+        Ok(self.lock().iter().find(|event| event.id == id).cloned())
+    }
+
+    async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
+        self.check_available()?;
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(sessions.get(&id).cloned())
+    }
+
+    async fn count_events(&self) -> Result<i64, StorageError> {
+        self.check_available()?;
+        Ok(self.lock().len() as i64)
+    }
+
+    async fn count_dead_letters(&self) -> Result<i64, StorageError> {
+        Ok(self
+            .dead_letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as i64)
     }
 }

@@ -4,16 +4,19 @@
 //! is shared.
 
 pub mod channel;
+pub mod database;
 mod memory;
 pub mod metrics;
 mod migrations;
 mod pool;
 pub mod postgres;
 mod retention;
-pub(crate) mod rows;
+mod rows;
+pub mod run;
+pub mod schema;
 mod sessions;
 pub mod sqlite;
-mod write;
+pub mod write;
 
 use std::sync::Arc;
 
@@ -25,19 +28,22 @@ use uuid::Uuid;
 use crate::domain::{ConsentSubject, EventRecord, MetricsQuery, MetricsReport};
 
 pub use channel::NodeChannel;
+pub use database::{Database, Dialect};
 pub use memory::MemoryStore;
 pub use metrics::MetricRow;
 pub use metrics::NewSegment;
 pub use metrics::compaction::{Compacted, SegmentInfo, SegmentListing};
-pub use pool::{DEFAULT_POOL_SIZE, PoolOptions};
+pub use pool::{ConnectionPool, DEFAULT_POOL_SIZE, PoolOptions};
+pub use postgres::PostgresStore;
 pub use retention::Expiring;
+pub use sqlite::SqliteStore;
 
 /// The statements a written batch needs besides the insert. Only rows with a session or a
 /// user can belong to a subject that opted out, and only rows with a session change a
 /// session, so batches of anonymous, session-less events skip both (the same rule for both
 /// backends).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FollowUps {
+pub struct FollowUps {
     pub consent_check: bool,
     pub session_upsert: bool,
 }
@@ -155,41 +161,47 @@ pub struct ConsentDecision {
     pub granted: bool,
 }
 
-/// One consent row, as both backends read it.
-#[derive(diesel::QueryableByName)]
-pub(crate) struct ConsentRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    subject_type: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    subject_id: String,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    granted: bool,
-}
+/// One consent row: subject type, subject id, granted.
+pub(crate) type ConsentRow = (String, String, bool);
 
 /// The decisions of consent rows, whichever backend read them.
 pub(crate) fn consent_decisions(rows: Vec<ConsentRow>) -> Vec<ConsentDecision> {
     rows.into_iter()
-        .filter_map(|row| {
-            let subject = ConsentSubject::from_parts(&row.subject_type, row.subject_id)?;
-            Some(ConsentDecision {
-                subject,
-                granted: row.granted,
-            })
+        .filter_map(|(subject_type, subject_id, granted)| {
+            let subject = ConsentSubject::from_parts(&subject_type, subject_id)?;
+            Some(ConsentDecision { subject, granted })
         })
         .collect()
 }
 
-/// The consent decisions a node reads, newest first (`{since}` and `{limit}` stand for the
-/// backend's placeholders): every decision from `since` on, or without it the current
-/// opt-outs. Both read the index on `updated_at`.
-pub(crate) fn consent_decisions_sql(since: Option<&str>, limit: &str) -> String {
-    let filter = since.map_or("NOT granted".to_owned(), |since| {
-        format!("updated_at >= {since}")
-    });
-    format!(
-        "SELECT subject_type, subject_id, granted FROM consents WHERE {filter} \
-         ORDER BY updated_at DESC LIMIT {limit}"
-    )
+/// The query of [`consent_decisions_query`].
+pub(crate) type ConsentDecisionsQuery = diesel::dsl::Limit<
+    diesel::dsl::Order<
+        diesel::dsl::Select<
+            schema::consents::table,
+            (
+                schema::consents::subject_type,
+                schema::consents::subject_id,
+                schema::consents::granted,
+            ),
+        >,
+        diesel::dsl::Desc<schema::consents::updated_at>,
+    >,
+>;
+
+/// The consent decisions a node reads, newest first, before the backend's filter (every
+/// decision from a time on, or the current opt-outs). Both read the index on `updated_at`.
+pub(crate) fn consent_decisions_query(limit: i64) -> ConsentDecisionsQuery {
+    use diesel::{ExpressionMethods, QueryDsl};
+    use schema::consents;
+    consents::table
+        .select((
+            consents::subject_type,
+            consents::subject_id,
+            consents::granted,
+        ))
+        .order(consents::updated_at.desc())
+        .limit(limit)
 }
 
 /// How often a claim is retried when the key it conflicted with was released in between.
@@ -345,11 +357,9 @@ fn is_about_the_database(message: &str) -> bool {
         .any(|failure| message.contains(failure))
 }
 
-/// The storage interface the pipeline writes through.
+/// Writing accepted events: the flusher's side of a store.
 #[async_trait]
-pub trait EventStore: Send + Sync + 'static {
-    fn backend(&self) -> Backend;
-
+pub trait EventWrites: Send + Sync + 'static {
     /// Writes the events in one transaction. Events whose id, fingerprint or idempotency key
     /// is already stored are skipped, so retrying a batch after an ambiguous failure cannot
     /// duplicate rows; events of subjects that opted out are not kept. In the same
@@ -357,6 +367,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// many events were newly written.
     async fn insert_events(&self, events: &[EventRecord]) -> Result<usize, StorageError>;
 
+    /// Keeps an event the database refused on its own, with the error, so it stops blocking
+    /// the batches behind it. Idempotent per event id.
+    async fn dead_letter(&self, event: &EventRecord, error: &str) -> Result<(), StorageError>;
+}
+
+/// Idempotency keys, claimed when an event is accepted.
+#[async_trait]
+pub trait KeyClaims: Send + Sync + 'static {
     /// Claims idempotency `key` for `event_id`, atomically. Returns the id of the event the key
     /// belongs to: `event_id` when this call claimed it, the original event's id when any node
     /// claimed it before.
@@ -366,7 +384,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// so that the caller's retry with the same key is not answered with an event that never
     /// existed. Only the claim held by `event_id` is removed.
     async fn release_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<(), StorageError>;
+}
 
+/// Consent decisions (opt-in and opt-out of analytics).
+#[async_trait]
+pub trait Consents: Send + Sync + 'static {
     /// Records that `subject` opted in (`granted`) or out of analytics.
     async fn set_consent(
         &self,
@@ -381,23 +403,11 @@ pub trait EventStore: Send + Sync + 'static {
         since: Option<chrono::DateTime<chrono::Utc>>,
         limit: usize,
     ) -> Result<Vec<ConsentDecision>, StorageError>;
+}
 
-    /// Reads the analytics session `id` back.
-    async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError>;
-
-    /// Keeps an event the database refused on its own, with the error, so it stops blocking
-    /// the batches behind it. Idempotent per event id.
-    async fn dead_letter(&self, event: &EventRecord, error: &str) -> Result<(), StorageError>;
-
-    /// How many events were dead-lettered.
-    async fn count_dead_letters(&self) -> Result<i64, StorageError>;
-
-    /// Reads one stored event back.
-    async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError>;
-
-    /// How many events are stored.
-    async fn count_events(&self) -> Result<i64, StorageError>;
-
+/// The metric segments behind `getMetrics` (see `metrics`).
+#[async_trait]
+pub trait Segments: Send + Sync + 'static {
     /// The metric segments of the hours starting in `[start, end)` (unix seconds), oldest
     /// hour first.
     async fn metric_segments(&self, start: i64, end: i64) -> Result<Vec<Vec<u8>>, StorageError>;
@@ -431,6 +441,12 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Compacted, StorageError> {
         metrics::compaction::compact(self, now).await
     }
+}
+
+/// Keeping the database: schema, retention, health, diagnostics.
+#[async_trait]
+pub trait Maintenance: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
 
     /// Deletes at most `limit` rows of `what` older than `cutoff`, oldest first (retention);
     /// returns how many.
@@ -466,6 +482,51 @@ pub trait EventStore: Send + Sync + 'static {
     }
 }
 
+/// Reading stored rows back, which only tests do (the `test-support` feature, on for the
+/// crate's own tests and benchmarks).
+#[cfg(any(test, feature = "test-support"))]
+#[async_trait]
+pub trait StoredReads: Send + Sync + 'static {
+    /// Reads one stored event back.
+    async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError>;
+
+    /// Reads the analytics session `id` back.
+    async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError>;
+
+    /// How many events are stored.
+    async fn count_events(&self) -> Result<i64, StorageError>;
+
+    /// How many events were dead-lettered.
+    async fn count_dead_letters(&self) -> Result<i64, StorageError>;
+}
+
+/// A whole store: every role, as the pipeline, the server and the CLI hold it.
+#[cfg(not(any(test, feature = "test-support")))]
+pub trait EventStore: EventWrites + KeyClaims + Consents + Segments + Maintenance {}
+
+#[cfg(not(any(test, feature = "test-support")))]
+impl<T> EventStore for T where T: EventWrites + KeyClaims + Consents + Segments + Maintenance {}
+
+/// A whole store: every role, as the pipeline, the server and the CLI hold it.
+#[cfg(any(test, feature = "test-support"))]
+pub trait EventStore:
+    EventWrites + KeyClaims + Consents + Segments + Maintenance + StoredReads
+{
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl<T> EventStore for T where
+    T: EventWrites + KeyClaims + Consents + Segments + Maintenance + StoredReads
+{
+}
+
+/// Every role of a store, for `use sluice::storage::roles::*`.
+pub mod roles {
+    #[cfg(any(test, feature = "test-support"))]
+    pub use super::StoredReads;
+    pub use super::{Consents, EventStore, EventWrites, KeyClaims, Maintenance, Segments};
+}
+
 /// Opens the store a database URL names: `postgres://…`/`postgresql://…` for PostgreSQL,
 /// `sqlite://path`, `sqlite:path`, `file:path` or a bare path for SQLite.
 pub async fn connect(
@@ -473,11 +534,9 @@ pub async fn connect(
     options: &PoolOptions,
 ) -> Result<Arc<dyn EventStore>, StorageError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(
-            postgres::PostgresStore::connect(url, options).await?,
-        ))
+        Ok(Arc::new(postgres::connect(url, options).await?))
     } else {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?))
+        Ok(Arc::new(sqlite::connect(url, options).await?))
     }
 }
 

@@ -1,5 +1,7 @@
 //! One pool builder for both backends: deadpool over diesel-async, with per-connection setup.
 
+use std::future::Future;
+use std::ops::DerefMut;
 use std::time::Duration;
 
 use deadpool::managed::{Metrics, RecycleResult};
@@ -13,8 +15,8 @@ use futures_util::FutureExt;
 use super::{PoolStatus, StorageError};
 
 /// A pool of `C` connections, checked as [`Manager`] says.
-pub(super) type Pool<C> = deadpool::managed::Pool<Manager<C>>;
-type Object<C> = deadpool::managed::Object<Manager<C>>;
+pub type Pool<C> = deadpool::managed::Pool<Manager<C>>;
+pub type Object<C> = deadpool::managed::Object<Manager<C>>;
 type PoolError = deadpool::managed::PoolError<ManagerError>;
 
 /// A connection used this recently is handed out without a test query.
@@ -28,7 +30,7 @@ const TESTED_AFTER_IDLE: Duration = Duration::from_millis(500);
 /// diesel-async's connection manager, with the test query skipped for recently used
 /// connections. The cheap checks stay: a connection left inside a transaction, or whose
 /// socket has closed, is never handed out.
-pub(super) struct Manager<C: AsyncConnection + 'static> {
+pub struct Manager<C: AsyncConnection + 'static> {
     inner: AsyncDieselConnectionManager<C>,
 }
 
@@ -119,28 +121,40 @@ where
     Ok(connection)
 }
 
-/// Takes a connection, mapping every pool failure to "unavailable".
-pub(super) async fn checkout<C>(pool: &Pool<C>) -> Result<Object<C>, StorageError>
-where
-    C: PoolableConnection + Send + 'static,
-    AsyncDieselConnectionManager<C>: deadpool::managed::Manager<Type = C, Error = ManagerError>,
-{
-    pool.get().await.map_err(|error| match error {
-        PoolError::Backend(inner) => StorageError::Unavailable(inner.to_string()),
-        other => StorageError::Unavailable(other.to_string()),
-    })
+/// A pool of one backend's connections, as the shared store uses it.
+pub trait ConnectionPool: Send + Sync + 'static {
+    type Connection: Send + 'static;
+    /// A checked-out connection, back in the pool when dropped.
+    type Checkout: DerefMut<Target = Self::Connection> + Send;
+
+    /// Takes a connection, mapping every pool failure to "unavailable".
+    fn checkout(&self) -> impl Future<Output = Result<Self::Checkout, StorageError>> + Send;
+
+    fn status(&self) -> PoolStatus;
 }
 
-pub(super) fn status<C>(pool: &Pool<C>) -> PoolStatus
+impl<C> ConnectionPool for Pool<C>
 where
     C: PoolableConnection + Send + 'static,
     AsyncDieselConnectionManager<C>: deadpool::managed::Manager<Type = C, Error = ManagerError>,
 {
-    let status = pool.status();
-    PoolStatus {
-        max_size: status.max_size,
-        size: status.size,
-        available: status.available,
-        waiting: status.waiting,
+    type Connection = C;
+    type Checkout = Object<C>;
+
+    async fn checkout(&self) -> Result<Object<C>, StorageError> {
+        self.get().await.map_err(|error| match error {
+            PoolError::Backend(inner) => StorageError::Unavailable(inner.to_string()),
+            other => StorageError::Unavailable(other.to_string()),
+        })
+    }
+
+    fn status(&self) -> PoolStatus {
+        let status = self.status();
+        PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        }
     }
 }

@@ -3,6 +3,17 @@
 //! a delete of those ids, so that each delete holds its locks (SQLite's single writer lock
 //! among them) only briefly.
 
+use chrono::{DateTime, Utc};
+use diesel::result::QueryResult;
+use diesel::{ExpressionMethods, QueryDsl};
+use uuid::Uuid;
+
+use super::metrics::schema::metric_segments;
+use super::metrics::segment;
+use super::run::{Run, Statement};
+use super::schema::types::Stored;
+use super::schema::{events, sessions};
+
 /// What retention deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiring {
@@ -15,67 +26,67 @@ pub enum Expiring {
     MetricSegments,
 }
 
-/// Deletes at most `$limit` rows of `$table` whose `$column` is before `$cutoff`, oldest
-/// first, on `$connection`, whose backend reads the id column as `$id`; evaluates to the
-/// rows deleted. (One `DELETE … WHERE id IN (SELECT … LIMIT …)` would need a table alias in
-/// diesel, and SQLite's `DELETE … LIMIT` is a compile-time option.)
-macro_rules! delete_before {
-    ($table:path, $column:ident, $id:ty, $cutoff:expr, $limit:expr, $connection:expr) => {{
-        use diesel::{ExpressionMethods, QueryDsl};
-        use diesel_async::RunQueryDsl;
-        use $table as table;
-        let connection = $connection;
-        let oldest: Vec<$id> = table::table
-            .select(table::id)
-            .filter(table::$column.lt($cutoff))
-            .order(table::$column)
-            .limit(i64::try_from($limit).unwrap_or(i64::MAX))
-            .load(&mut *connection)
-            .await?;
-        if oldest.is_empty() {
-            Ok(0)
-        } else {
-            diesel::delete(table::table.filter(table::id.eq_any(oldest)))
-                .execute(&mut *connection)
-                .await
+/// Deletes at most `limit` rows of `what` older than `cutoff`, oldest first, on
+/// `connection`; returns how many. (One `DELETE … WHERE id IN (SELECT … LIMIT …)` would need
+/// a table alias in diesel, and SQLite's `DELETE … LIMIT` is a compile-time option.)
+pub(crate) async fn delete_expired<R: Run>(
+    connection: &mut R,
+    what: Expiring,
+    cutoff: DateTime<Utc>,
+    limit: usize,
+) -> QueryResult<usize> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    match what {
+        Expiring::Events => {
+            let oldest = events::table
+                .select(events::id)
+                .filter(events::occurred_at.lt(Stored(cutoff)))
+                .order(events::occurred_at)
+                .limit(limit);
+            let ids: Vec<Uuid> = connection.load(oldest).await?;
+            let ids: Vec<Stored<Uuid>> = ids.into_iter().map(Stored).collect();
+            delete_ids(connection, ids, |ids| {
+                diesel::delete(events::table.filter(events::id.eq_any(ids)))
+            })
+            .await
         }
-    }};
+        Expiring::Sessions => {
+            let oldest = sessions::table
+                .select(sessions::id)
+                .filter(sessions::last_seen_at.lt(Stored(cutoff)))
+                .order(sessions::last_seen_at)
+                .limit(limit);
+            let ids: Vec<Uuid> = connection.load(oldest).await?;
+            let ids: Vec<Stored<Uuid>> = ids.into_iter().map(Stored).collect();
+            delete_ids(connection, ids, |ids| {
+                diesel::delete(sessions::table.filter(sessions::id.eq_any(ids)))
+            })
+            .await
+        }
+        Expiring::MetricSegments => {
+            let ended = segment::hour_of(cutoff);
+            let oldest = metric_segments::table
+                .select(metric_segments::id)
+                .filter(metric_segments::hour_start.lt(ended))
+                .order(metric_segments::hour_start)
+                .limit(limit);
+            let ids: Vec<i64> = connection.load(oldest).await?;
+            delete_ids(connection, ids, |ids| {
+                diesel::delete(metric_segments::table.filter(metric_segments::id.eq_any(ids)))
+            })
+            .await
+        }
+    }
 }
 
-/// [`delete_before!`] of what expires, for a backend whose ids read as `$id`: events by
-/// `occurred_at`, sessions by `last_seen_at`, metric segments by the hour they cover.
-macro_rules! delete_expired {
-    ($schema:path, $id:ty, $what:expr, $cutoff:expr, $limit:expr, $connection:expr) => {{
-        use $schema as schema;
-        match $what {
-            $crate::storage::Expiring::Events => $crate::storage::retention::delete_before!(
-                schema::events,
-                occurred_at,
-                $id,
-                $cutoff,
-                $limit,
-                $connection
-            ),
-            $crate::storage::Expiring::Sessions => $crate::storage::retention::delete_before!(
-                schema::sessions,
-                last_seen_at,
-                $id,
-                $cutoff,
-                $limit,
-                $connection
-            ),
-            $crate::storage::Expiring::MetricSegments => {
-                $crate::storage::retention::delete_before!(
-                    $crate::storage::metrics::schema::metric_segments,
-                    hour_start,
-                    i64,
-                    $crate::storage::metrics::segment::hour_of($cutoff),
-                    $limit,
-                    $connection
-                )
-            }
-        }
-    }};
+/// Runs the delete `of` the rows `ids`, unless there are none.
+async fn delete_ids<R: Run, I, S: Statement>(
+    connection: &mut R,
+    ids: Vec<I>,
+    of: impl FnOnce(Vec<I>) -> S,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    connection.execute(of(ids)).await
 }
-
-pub(crate) use {delete_before, delete_expired};

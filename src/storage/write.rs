@@ -10,15 +10,27 @@ use std::collections::HashSet;
 use diesel::result::QueryResult;
 use uuid::Uuid;
 
-use super::metrics::{self, MetricRow, NewSegment};
+use std::borrow::Cow;
+
+use super::metrics::{self, NewSegment};
+use super::run::Run;
 use super::{FollowUps, ROWS_PER_STATEMENT, SessionRecord, sessions};
 use crate::domain::{ConsentSubject, EventRecord};
-use chrono::{DateTime, Utc};
 
 /// The statements of a batch write, on one connection inside its transaction.
-pub(crate) trait BatchWriter {
+///
+/// A backend writes the three statements whose SQL differs (the opt-out lookup, the insert, the
+/// session upsert); the others are built once and run on [`BatchWriter::connection`].
+// Not `Send`: SQLite's writer runs synchronously on its own thread (see `sqlite`).
+#[allow(async_fn_in_trait)]
+pub trait BatchWriter {
+    /// The connection, inside the transaction.
+    type Connection: Run;
+
     /// The most rows one insert or upsert statement of this writer takes.
     const ROWS_PER_STATEMENT: usize = ROWS_PER_STATEMENT;
+
+    fn connection(&mut self) -> &mut Self::Connection;
 
     /// The subjects among `subject_ids` (session and user ids) that opted out.
     async fn opted_out_among(&mut self, subject_ids: &[String])
@@ -32,9 +44,6 @@ pub(crate) trait BatchWriter {
     /// [`SessionRecord::merge`].
     async fn upsert_sessions(&mut self, rows: &[SessionRecord]) -> QueryResult<()>;
 
-    /// Stores metric segments.
-    async fn insert_segments(&mut self, segments: &[NewSegment]) -> QueryResult<()>;
-
     /// Upserts `sessions` (at most [`BatchWriter::ROWS_PER_STATEMENT`]) and stores `segments`: the two
     /// last statements of a batch, which depend on the rows written but not on each other,
     /// so a backend that can send both at once (PostgreSQL's pipelining) saves a round trip
@@ -47,32 +56,61 @@ pub(crate) trait BatchWriter {
         if !sessions.is_empty() {
             self.upsert_sessions(sessions).await?;
         }
-        if !segments.is_empty() {
-            self.insert_segments(segments).await?;
+        metrics::schema::insert_segments(self.connection(), segments).await
+    }
+}
+
+/// A write transaction: what a backend's dialect runs inside its transaction, through its
+/// [`BatchWriter`]. Owned data (`'static`) for a backend that runs it on another thread.
+#[derive(Debug, Clone)]
+pub enum Transaction<'a> {
+    /// [`write_batch`]: returns how many events were newly written.
+    Batch {
+        events: Cow<'a, [EventRecord]>,
+        follow_ups: FollowUps,
+    },
+    /// `metrics::replace_segments`; fails with `RollbackTransaction` when some are gone.
+    ReplaceSegments {
+        ids: Cow<'a, [i64]>,
+        with: Option<Cow<'a, NewSegment>>,
+    },
+    /// `metrics::backfill`: returns how many events were encoded.
+    Backfill,
+}
+
+impl Transaction<'_> {
+    /// The same transaction, owning its data.
+    pub fn into_owned(self) -> Transaction<'static> {
+        match self {
+            Self::Batch { events, follow_ups } => Transaction::Batch {
+                events: Cow::Owned(events.into_owned()),
+                follow_ups,
+            },
+            Self::ReplaceSegments { ids, with } => Transaction::ReplaceSegments {
+                ids: Cow::Owned(ids.into_owned()),
+                with: with.map(|segment| Cow::Owned(segment.into_owned())),
+            },
+            Self::Backfill => Transaction::Backfill,
         }
-        Ok(())
     }
 
-    /// Deletes the metric segments `ids`; returns how many existed.
-    async fn delete_segments(&mut self, ids: &[i64]) -> QueryResult<usize>;
-
-    /// Takes away the marker the segments migration left; whether there was one.
-    async fn claim_backfill(&mut self) -> QueryResult<bool>;
-
-    /// When the first and the last stored event (bots aside) occurred.
-    async fn event_span(&mut self) -> QueryResult<Option<(DateTime<Utc>, DateTime<Utc>)>>;
-
-    /// The metric rows of the stored events in `[start, end)`, bots aside.
-    async fn metric_rows_in(
-        &mut self,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> QueryResult<Vec<MetricRow>>;
+    /// Runs the transaction's statements through `writer`.
+    pub async fn run<W: BatchWriter>(&self, writer: &mut W) -> QueryResult<usize> {
+        match self {
+            Self::Batch { events, follow_ups } => write_batch(writer, events, *follow_ups).await,
+            Self::ReplaceSegments { ids, with } => {
+                metrics::replace_segments(writer, ids, with.as_deref())
+                    .await
+                    .map(|()| ids.len())
+            }
+            Self::Backfill => metrics::backfill(writer).await,
+        }
+    }
 }
 
 /// Writes `batch` (whose [`FollowUps`] the caller has worked out) through `writer`;
 /// returns how many events were newly written.
-pub(crate) async fn write_batch<W: BatchWriter>(
+pub async fn write_batch<W: BatchWriter>(
     writer: &mut W,
     batch: &[EventRecord],
     follow_ups: FollowUps,

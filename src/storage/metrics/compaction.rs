@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use super::segment::{self, HOUR_SECONDS, Segment};
 use super::{StorageError, corrupt};
-use crate::storage::EventStore;
+use crate::storage::Segments;
 
 /// Segments of one size tier merged at once.
 pub const FAN_IN: usize = 4;
@@ -113,7 +113,7 @@ fn groups_within_cap<'a>(
 }
 
 /// One compaction pass over every hour with more than one segment, as of `now`.
-pub async fn compact<S: EventStore + ?Sized>(
+pub async fn compact<S: Segments + ?Sized>(
     store: &S,
     now: DateTime<Utc>,
 ) -> Result<Compacted, StorageError> {
@@ -136,7 +136,7 @@ pub async fn compact<S: EventStore + ?Sized>(
 
 /// Drops the events before `cutoff` from the segments of the hour `cutoff` falls in
 /// (retention deletes the hours wholly before it); whether anything was dropped.
-pub async fn trim<S: EventStore + ?Sized>(
+pub async fn trim<S: Segments + ?Sized>(
     store: &S,
     cutoff: DateTime<Utc>,
 ) -> Result<bool, StorageError> {
@@ -159,7 +159,7 @@ pub async fn trim<S: EventStore + ?Sized>(
 /// Replaces the segments `ids` of `hour` by one of their events at or after `keep_from`
 /// (all of them without it). With `keep_from`, nothing is rewritten when no event is before
 /// it. Whether the segments were replaced.
-async fn merge<S: EventStore + ?Sized>(
+async fn merge<S: Segments + ?Sized>(
     store: &S,
     hour: i64,
     ids: &[i64],

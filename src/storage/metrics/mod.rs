@@ -20,8 +20,9 @@ use chrono::{DateTime, Duration, Utc};
 use diesel::result::QueryResult;
 use uuid::Uuid;
 
-use super::rows::StoredUuid;
-use super::{EventStore, StorageError};
+use super::run::Run;
+use super::schema::types::Stored;
+use super::{Segments, StorageError};
 use crate::domain::{EventRecord, MetricsQuery, MetricsReport};
 pub use segment::NewSegment;
 use segment::{HOUR_SECONDS, Segment, SegmentEvent};
@@ -51,9 +52,8 @@ pub struct MetricRow {
     pub session_id: Option<Uuid>,
 }
 
-/// The columns of a [`MetricRow`] as a backend's `metric_rows!` select returns them; `S` is
-/// how it stores the session id.
-pub(crate) type MetricColumns<S> = (
+/// The columns of a [`MetricRow`] as `metric_rows_in` selects them.
+type MetricColumns = (
     DateTime<Utc>,
     String,
     Option<String>,
@@ -63,19 +63,12 @@ pub(crate) type MetricColumns<S> = (
     Option<String>,
     Option<String>,
     Option<String>,
-    Option<S>,
+    Option<Uuid>,
 );
 
-impl MetricRow {
-    /// The row a backend read, its session id decoded.
-    pub(crate) fn from_columns<S: StoredUuid>(columns: MetricColumns<S>) -> QueryResult<Self> {
-        let session_id = columns
-            .9
-            .as_ref()
-            .map(StoredUuid::to_uuid)
-            .transpose()
-            .map_err(|error| diesel::result::Error::DeserializationError(Box::new(error)))?;
-        Ok(Self {
+impl From<MetricColumns> for MetricRow {
+    fn from(columns: MetricColumns) -> Self {
+        Self {
             occurred_at: columns.0,
             event_type: columns.1,
             path: columns.2,
@@ -85,8 +78,8 @@ impl MetricRow {
             device_type: columns.6,
             browser_name: columns.7,
             user_id: columns.8,
-            session_id,
-        })
+            session_id: columns.9,
+        }
     }
 }
 
@@ -104,32 +97,33 @@ pub(crate) fn read_windows(query: &MetricsQuery) -> Vec<(i64, i64)> {
     windows
 }
 
-/// The select of [`MetricRow`] columns of the events in `[$start, $end)`, on the `events`
-/// table of the schema module `$schema`; bots never count.
-macro_rules! metric_rows {
-    ($schema:path, $start:expr, $end:expr) => {{
-        use diesel::{ExpressionMethods, QueryDsl};
-        use schema::events::dsl as e;
-        use $schema as schema;
-        e::events
-            .filter(e::occurred_at.ge($start))
-            .filter(e::occurred_at.lt($end))
-            .filter(e::is_bot.eq(false))
-            .select((
-                e::occurred_at,
-                e::event_type,
-                e::path,
-                e::referrer_host,
-                e::utm_source,
-                e::country,
-                e::device_type,
-                e::browser_name,
-                e::user_id,
-                e::session_id,
-            ))
-    }};
+/// The [`MetricRow`]s of the events in `[start, end)`; bots never count.
+pub(crate) async fn metric_rows_in<R: Run>(
+    connection: &mut R,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> QueryResult<Vec<MetricRow>> {
+    use super::schema::events::dsl as e;
+    use diesel::{ExpressionMethods, QueryDsl};
+    let query = e::events
+        .filter(e::occurred_at.ge(Stored(start)))
+        .filter(e::occurred_at.lt(Stored(end)))
+        .filter(e::is_bot.eq(false))
+        .select((
+            e::occurred_at,
+            e::event_type,
+            e::path,
+            e::referrer_host,
+            e::utm_source,
+            e::country,
+            e::device_type,
+            e::browser_name,
+            e::user_id,
+            e::session_id,
+        ));
+    let rows: Vec<MetricColumns> = connection.load(query).await?;
+    Ok(rows.into_iter().map(MetricRow::from).collect())
 }
-pub(crate) use metric_rows;
 
 /// The segments of the written events of a batch (bots left out), one per hour. The
 /// fields are borrowed from the events; only the page path is worked out.
@@ -156,7 +150,7 @@ pub(crate) fn segments_of_written(events: &[&EventRecord]) -> Vec<NewSegment> {
 }
 
 /// The report of `query` from `store`'s segments, read window by window.
-pub(crate) async fn report<S: EventStore + ?Sized>(
+pub(crate) async fn report<S: Segments + ?Sized>(
     store: &S,
     query: &MetricsQuery,
 ) -> Result<MetricsReport, StorageError> {
@@ -192,20 +186,22 @@ pub(crate) fn corrupt(error: segment::CorruptSegment) -> StorageError {
 /// write lock, PostgreSQL's REPEATABLE READ): those were written with their segments.
 /// Returns how many events were encoded.
 pub(crate) async fn backfill<W: super::write::BatchWriter>(writer: &mut W) -> QueryResult<usize> {
-    if !writer.claim_backfill().await? {
+    let connection = writer.connection();
+    let claim = diesel::sql_query(CLAIM_BACKFILL);
+    if connection.execute(claim).await? == 0 {
         return Ok(0);
     }
-    let Some((first, last)) = writer.event_span().await? else {
+    let Some((first, last)) = event_span(connection).await? else {
         return Ok(0);
     };
     let mut encoded = 0;
     let mut start = DateTime::from_timestamp(segment::hour_of(first), 0).unwrap_or(first);
     while start <= last {
         let end = start + BACKFILL_WINDOW;
-        let rows = writer.metric_rows_in(start, end).await?;
+        let rows = metric_rows_in(connection, start, end).await?;
         encoded += rows.len();
         let segments = segment::segments_of(rows.iter().map(SegmentEvent::of_row));
-        writer.insert_segments(&segments).await?;
+        schema::insert_segments(connection, &segments).await?;
         start = end;
     }
     if encoded > 0 {
@@ -225,44 +221,36 @@ pub(crate) async fn replace_segments<W: super::write::BatchWriter>(
     ids: &[i64],
     with: Option<&NewSegment>,
 ) -> QueryResult<()> {
-    if writer.delete_segments(ids).await? != ids.len() {
+    let connection = writer.connection();
+    if schema::delete_segments(connection, ids).await? != ids.len() {
         return Err(diesel::result::Error::RollbackTransaction);
     }
     if let Some(segment) = with {
-        writer
-            .insert_segments(std::slice::from_ref(segment))
-            .await?;
+        connection.execute(schema::insert_segment(segment)).await?;
     }
     Ok(())
 }
 
 /// Whether a [`replace_segments`] transaction replaced them.
-pub(crate) fn replaced(result: Result<(), StorageError>) -> Result<bool, StorageError> {
+pub(crate) fn replaced(result: Result<usize, StorageError>) -> Result<bool, StorageError> {
     match result {
-        Ok(()) => Ok(true),
+        Ok(_) => Ok(true),
         Err(StorageError::Query(diesel::result::Error::RollbackTransaction)) => Ok(false),
         Err(error) => Err(error),
     }
 }
 
-/// When the first and last stored event occurred, read from the `events` table of
-/// `$schema` on `$connection` with `$run` (a synchronous or async `first`), through the
-/// index on `occurred_at`.
-macro_rules! event_span {
-    ($schema:path, $connection:expr, $run:path $(, $await:tt)?) => {{
-        use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
-        use schema::events::dsl as e;
-        use $schema as schema;
-        let connection = $connection;
-        let times = e::events.select(e::occurred_at);
-        let first: Option<DateTime<Utc>> =
-            $run(times.order(e::occurred_at.asc()), &mut *connection) $(.$await)?.optional()?;
-        let last: Option<DateTime<Utc>> =
-            $run(times.order(e::occurred_at.desc()), &mut *connection) $(.$await)?.optional()?;
-        Ok(first.zip(last))
-    }};
+/// When the first and last stored event occurred, through the index on `occurred_at`.
+pub(crate) async fn event_span<R: Run>(
+    connection: &mut R,
+) -> QueryResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+    use super::schema::events::dsl as e;
+    use diesel::{ExpressionMethods, QueryDsl};
+    let times = e::events.select(e::occurred_at).limit(1);
+    let first = connection.first(times.order(e::occurred_at.asc())).await?;
+    let last = connection.first(times.order(e::occurred_at.desc())).await?;
+    Ok(first.zip(last))
 }
-pub(crate) use event_span;
 
 /// Takes away the marker the segments migration leaves (the same SQL on both backends).
 pub(crate) const CLAIM_BACKFILL: &str = "DELETE FROM metric_segments_backfill";

@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use futures_util::StreamExt;
 
 use super::super::channel::{LIVE_CHANNEL, Messages, NodeChannel};
-use super::super::pool::{self, Pool};
+use super::super::pool::{ConnectionPool, Pool};
 use super::super::{StorageError, redact_url};
 
 /// How long a listener waits for a message before it checks that its connection still works
@@ -27,7 +27,7 @@ pub struct PgChannel {
 #[async_trait]
 impl NodeChannel for PgChannel {
     async fn send(&self, messages: &[String]) -> Result<(), StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
+        let mut connection = self.pool.checkout().await?;
         // One round trip for the lot; pg_notify keeps their order.
         diesel::sql_query("SELECT pg_notify($1, message) FROM unnest($2::text[]) AS message")
             .bind::<Text, _>(LIVE_CHANNEL)

@@ -2,36 +2,28 @@
 
 mod channel;
 pub mod citus;
-mod models;
-pub mod schema;
 mod statement;
 
 use std::sync::Arc;
 
-use super::channel::NodeChannel;
-use super::pool::Pool;
-use async_trait::async_trait;
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::result::QueryResult;
+use diesel::sql_types::{Array, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use diesel::sql_types::{Array, Uuid as SqlUuid};
-
-use super::metrics::schema::{
-    delete_segments, insert_segments, list_segments, load_segments, read_segments,
-};
-use super::metrics::{MetricColumns, MetricRow, NewSegment, event_span, metric_rows};
-use super::retention::delete_expired;
-use super::write::{BatchWriter, write_batch};
+use super::channel::NodeChannel;
+use super::database::{Database, Dialect};
+use super::metrics::NewSegment;
+use super::pool::{self, ConnectionPool, Pool};
+use super::schema::types::{Json, JsonText, Stored, UtcTime};
+use super::schema::{consents, idempotency_keys};
+use super::write::{BatchWriter, Transaction};
 use super::{
-    Backend, CLAIM_ATTEMPTS, ConsentDecision, EventStore, Expiring, FollowUps, PoolOptions,
-    PoolStatus, SegmentInfo, SegmentListing, SessionRecord, StorageError, migrations, pool,
+    Backend, CLAIM_ATTEMPTS, ConsentDecision, PoolOptions, SessionRecord, StorageError, migrations,
 };
 use crate::domain::{ConsentSubject, EventRecord};
 use chrono::{DateTime, Utc};
-use diesel::result::QueryResult;
-use models::{EventRow, JsonbText, SessionRow};
-use schema::{consents, dead_letters, events, idempotency_keys, sessions};
 use statement::Prepared;
 
 /// Per-connection settings: a runaway statement must not hold a pooled connection forever.
@@ -135,17 +127,17 @@ async fn insert_unnest(
     events: &[&EventRecord],
     sharded: bool,
 ) -> diesel::QueryResult<Vec<Uuid>> {
-    use diesel::sql_types::{Bool, Jsonb, Nullable, Text, Timestamptz};
+    use diesel::sql_types::{Bool, Nullable, Text, Timestamptz};
     let text = |field: fn(&EventRecord) -> Option<&str>| -> Vec<Option<&str>> {
         events.iter().map(|event| field(event)).collect()
     };
-    let props: Vec<Option<JsonbText>> = events
+    let props: Vec<Option<JsonText>> = events
         .iter()
         .map(|event| {
             event
                 .props
                 .as_ref()
-                .map(|props| JsonbText(props.as_str().to_owned()))
+                .map(|props| JsonText(props.as_str().to_owned()))
         })
         .collect();
     let statement = diesel::sql_query(&INSERT_EVENTS[usize::from(sharded)])
@@ -168,7 +160,7 @@ async fn insert_unnest(
         .bind::<Array<Nullable<SqlUuid>>, _>(
             events.iter().map(|e| e.session_id).collect::<Vec<_>>(),
         )
-        .bind::<Array<Nullable<Jsonb>>, _>(props)
+        .bind::<Array<Nullable<Json>>, _>(props)
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.attribution.utm_source.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.attribution.utm_medium.as_deref()))
         .bind::<Array<Nullable<Text>>, _>(text(|e| e.attribution.utm_campaign.as_deref()))
@@ -239,21 +231,17 @@ struct PgBatchWriter<'a> {
     sharded: bool,
 }
 
-impl<'a> PgBatchWriter<'a> {
-    /// A writer for statements that insert no events (segments, the backfill).
-    fn unsharded(connection: &'a mut AsyncPgConnection) -> Self {
-        Self {
-            connection,
-            sharded: false,
-        }
-    }
-}
-
 impl BatchWriter for PgBatchWriter<'_> {
+    type Connection = AsyncPgConnection;
+
     /// Arrays carry the rows (35 parameters whatever their number), so a write of the size the
     /// flusher takes under a backlog (2 000 events) is one statement: each statement costs a
     /// round trip, and on Citus its routing to every shard.
     const ROWS_PER_STATEMENT: usize = 2_000;
+
+    fn connection(&mut self) -> &mut AsyncPgConnection {
+        self.connection
+    }
 
     async fn opted_out_among(
         &mut self,
@@ -278,80 +266,51 @@ impl BatchWriter for PgBatchWriter<'_> {
         upsert_sessions(self.connection, rows).await.map(drop)
     }
 
-    async fn insert_segments(&mut self, segments: &[NewSegment]) -> QueryResult<()> {
-        insert_segments!(&mut *self.connection, segments, RunQueryDsl::execute, await).map(drop)
-    }
-
     async fn upsert_sessions_and_insert_segments(
         &mut self,
         sessions: &[SessionRecord],
         segments: &[NewSegment],
     ) -> QueryResult<()> {
-        if sessions.is_empty() || segments.is_empty() {
-            if !sessions.is_empty() {
-                upsert_sessions(self.connection, sessions).await?;
-            }
-            return self.insert_segments(segments).await;
-        }
-        // Both sent before either answer is awaited (diesel-async pipelines them).
+        // Sent together, before either answer is awaited (diesel-async pipelines them).
         let connection: &AsyncPgConnection = self.connection;
-        let upsert = upsert_sessions(connection, sessions);
-        let insert = insert_segments!(&mut &*connection, segments, RunQueryDsl::execute);
+        let upsert = async {
+            match sessions.is_empty() {
+                true => Ok(0),
+                false => upsert_sessions(connection, sessions).await,
+            }
+        };
+        let insert = futures_util::future::try_join_all(segments.iter().map(|segment| {
+            super::metrics::schema::insert_segment(segment).execute(&mut &*connection)
+        }));
         futures_util::try_join!(upsert, insert).map(drop)
-    }
-
-    async fn delete_segments(&mut self, ids: &[i64]) -> QueryResult<usize> {
-        delete_segments!(&mut *self.connection, ids, RunQueryDsl::execute, await)
-    }
-
-    async fn claim_backfill(&mut self) -> QueryResult<bool> {
-        let claim = diesel::sql_query(super::metrics::CLAIM_BACKFILL);
-        Ok(claim.execute(self.connection).await? > 0)
-    }
-
-    async fn event_span(&mut self) -> QueryResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
-        event_span!(
-            super::postgres::schema,
-            &mut *self.connection,
-            RunQueryDsl::first,
-            await
-        )
-    }
-
-    async fn metric_rows_in(
-        &mut self,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> QueryResult<Vec<MetricRow>> {
-        let rows: Vec<MetricColumns<Uuid>> = metric_rows!(super::postgres::schema, start, end)
-            .load(self.connection)
-            .await?;
-        rows.into_iter().map(MetricRow::from_columns).collect()
     }
 }
 
-/// Events in PostgreSQL.
-pub struct PostgresStore {
-    pool: Pool<AsyncPgConnection>,
+/// PostgreSQL, and Citus on top of it.
+pub struct Postgres {
     channel: Arc<channel::PgChannel>,
     /// Whether `events` has Citus' shard key, once the database said (`None` before).
     sharded: std::sync::Mutex<Option<bool>>,
 }
 
-impl PostgresStore {
-    pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
-        let pool = pool::build(url, options, CONNECTION_SETUP)?;
-        let channel = Arc::new(channel::PgChannel {
-            url: url.to_owned(),
-            pool: pool.clone(),
-        });
-        Ok(Self {
-            pool,
-            channel,
-            sharded: std::sync::Mutex::new(None),
-        })
-    }
+/// Events in PostgreSQL.
+pub type PostgresStore = Database<Postgres>;
 
+/// Opens a store on the PostgreSQL database `url`.
+pub async fn connect(url: &str, options: &PoolOptions) -> Result<PostgresStore, StorageError> {
+    let pool = pool::build(url, options, CONNECTION_SETUP)?;
+    let channel = Arc::new(channel::PgChannel {
+        url: url.to_owned(),
+        pool: pool.clone(),
+    });
+    let dialect = Postgres {
+        channel,
+        sharded: std::sync::Mutex::new(None),
+    };
+    Ok(Database::new(pool, dialect))
+}
+
+impl Postgres {
     /// Whether events are written with a shard key: asked of the database once (the schema
     /// changes only through `sluice migrate`, which tells this store itself).
     async fn sharded(&self, connection: &mut AsyncPgConnection) -> Result<bool, StorageError> {
@@ -373,47 +332,64 @@ impl PostgresStore {
     }
 }
 
-#[async_trait]
-impl EventStore for PostgresStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
+impl Dialect for Postgres {
+    type Pool = Pool<AsyncPgConnection>;
+    type Connection = AsyncPgConnection;
 
-    async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let sharded = self.sharded(&mut connection).await?;
-        let follow_ups = FollowUps::of(batch);
-        let inserted = connection
-            .transaction::<_, diesel::result::Error, _>(async |connection| {
+    const BACKEND: Backend = Backend::Postgres;
+
+    async fn transact(
+        &self,
+        pool: &Self::Pool,
+        transaction: Transaction<'_>,
+    ) -> Result<usize, StorageError> {
+        let mut connection = pool.checkout().await?;
+        let sharded = match transaction {
+            Transaction::Batch { .. } => self.sharded(&mut connection).await?,
+            // Statements that insert no events.
+            _ => false,
+        };
+        let mut run = connection.build_transaction();
+        if let Transaction::Backfill = transaction {
+            // The backfill must not see batches other nodes commit meanwhile, which come
+            // with their own segments.
+            run = run.repeatable_read();
+        }
+        let result = run
+            .run::<_, diesel::result::Error, _>(async |connection| {
                 let mut writer = PgBatchWriter {
                     connection,
                     sharded,
                 };
-                write_batch(&mut writer, batch, follow_ups).await
+                transaction.run(&mut writer).await
             })
-            .await?;
-        Ok(inserted)
+            .await;
+        Ok(result?)
     }
 
-    async fn claim_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<Uuid, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
+    async fn claim_key(
+        &self,
+        connection: &mut AsyncPgConnection,
+        key: Uuid,
+        event_id: Uuid,
+    ) -> Result<Uuid, StorageError> {
         for _ in 0..CLAIM_ATTEMPTS {
             let claimed = diesel::insert_into(idempotency_keys::table)
                 .values((
-                    idempotency_keys::key.eq(key),
-                    idempotency_keys::event_id.eq(event_id),
+                    idempotency_keys::key.eq(Stored(key)),
+                    idempotency_keys::event_id.eq(Stored(event_id)),
                 ))
                 .on_conflict_do_nothing()
-                .execute(&mut connection)
+                .execute(connection)
                 .await?;
             if claimed == 1 {
                 return Ok(event_id);
             }
             // A new statement sees the committed winner (READ COMMITTED).
             let owner = idempotency_keys::table
-                .find(key)
+                .find(Stored(key))
                 .select(idempotency_keys::event_id)
-                .first(&mut connection)
+                .first(connection)
                 .await
                 .optional()?;
             if let Some(owner) = owner {
@@ -423,30 +399,18 @@ impl EventStore for PostgresStore {
         Err(StorageError::ContendedKey(key))
     }
 
-    async fn release_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<(), StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        diesel::delete(
-            idempotency_keys::table
-                .filter(idempotency_keys::key.eq(key))
-                .filter(idempotency_keys::event_id.eq(event_id)),
-        )
-        .execute(&mut connection)
-        .await?;
-        Ok(())
-    }
-
     async fn set_consent(
         &self,
+        connection: &mut AsyncPgConnection,
         subject: &ConsentSubject,
         granted: bool,
     ) -> Result<(), StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
         diesel::insert_into(consents::table)
             .values((
                 consents::subject_type.eq(subject.kind()),
                 consents::subject_id.eq(subject.id()),
                 consents::granted.eq(granted),
-                consents::updated_at.eq(diesel::dsl::now),
+                consents::updated_at.eq(diesel::dsl::sql::<UtcTime>("now()")),
             ))
             .on_conflict((consents::subject_type, consents::subject_id))
             .do_update()
@@ -456,166 +420,48 @@ impl EventStore for PostgresStore {
                 consents::granted.eq(granted),
                 consents::updated_at.eq(diesel::upsert::excluded(consents::updated_at)),
             ))
-            .execute(&mut connection)
+            .execute(connection)
             .await?;
         Ok(())
     }
 
     async fn consent_decisions(
         &self,
+        connection: &mut AsyncPgConnection,
         since: Option<DateTime<Utc>>,
-        limit: usize,
+        limit: i64,
     ) -> Result<Vec<ConsentDecision>, StorageError> {
-        use diesel::sql_types::{BigInt, Timestamptz};
-        let mut connection = pool::checkout(&self.pool).await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let query = super::consent_decisions_query(limit);
         let rows = match since {
             Some(since) => {
-                diesel::sql_query(super::consent_decisions_sql(Some("$1"), "$2"))
-                    .bind::<Timestamptz, _>(since)
-                    .bind::<BigInt, _>(limit)
-                    .load(&mut connection)
+                query
+                    .filter(consents::updated_at.ge(Stored(since)))
+                    .load(connection)
                     .await?
             }
             None => {
-                diesel::sql_query(super::consent_decisions_sql(None, "$1"))
-                    .bind::<BigInt, _>(limit)
-                    .load(&mut connection)
+                query
+                    .filter(consents::granted.eq(false))
+                    .load(connection)
                     .await?
             }
         };
         Ok(super::consent_decisions(rows))
     }
 
-    async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let row = sessions::table
-            .find(id)
-            .select(SessionRow::as_select())
-            .first(&mut connection)
-            .await
-            .optional()?;
-        row.map(SessionRecord::try_from).transpose()
-    }
-
-    async fn dead_letter(&self, event: &EventRecord, error: &str) -> Result<(), StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let body = event.to_json().map_err(|e| {
-            StorageError::Query(diesel::result::Error::SerializationError(Box::new(e)))
-        })?;
-        diesel::insert_into(dead_letters::table)
-            .values((
-                dead_letters::id.eq(event.id),
-                dead_letters::event.eq(body),
-                dead_letters::error.eq(error),
-            ))
-            .on_conflict_do_nothing()
-            .execute(&mut connection)
-            .await?;
-        Ok(())
-    }
-
-    async fn count_dead_letters(&self) -> Result<i64, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(dead_letters::table
-            .count()
-            .get_result(&mut connection)
-            .await?)
-    }
-
-    async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let row = events::table
-            .find(id)
-            .select(EventRow::as_select())
-            .first(&mut connection)
-            .await
-            .optional()?;
-        row.map(EventRecord::try_from).transpose()
-    }
-
-    async fn delete_expired(
-        &self,
-        what: Expiring,
-        cutoff: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<usize, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(delete_expired!(
-            super::postgres::schema,
-            Uuid,
-            what,
-            cutoff,
-            limit,
-            &mut connection
-        )?)
-    }
-
-    async fn count_events(&self) -> Result<i64, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(events::table.count().get_result(&mut connection).await?)
-    }
-
-    async fn metric_segments(&self, start: i64, end: i64) -> Result<Vec<Vec<u8>>, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(load_segments!(&mut connection, start, end)?)
-    }
-
-    async fn metric_segment_list(
-        &self,
-        listing: SegmentListing,
-    ) -> Result<Vec<SegmentInfo>, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        list_segments!(&mut connection, listing)
-    }
-
-    async fn read_metric_segments(&self, ids: &[i64]) -> Result<Vec<Vec<u8>>, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(read_segments!(&mut connection, ids)?)
-    }
-
-    async fn replace_metric_segments(
-        &self,
-        ids: &[i64],
-        with: Option<&NewSegment>,
-    ) -> Result<bool, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let replaced = connection
-            .transaction::<_, diesel::result::Error, _>(async |connection| {
-                super::metrics::replace_segments(
-                    &mut PgBatchWriter::unsharded(connection),
-                    ids,
-                    with,
-                )
-                .await
-            })
-            .await;
-        super::metrics::replaced(replaced.map_err(StorageError::from))
-    }
-
-    async fn run_migrations(&self) -> Result<usize, StorageError> {
-        let applied =
-            migrations::run(pool::checkout(&self.pool).await?, migrations::POSTGRES).await?;
-        // REPEATABLE READ: the backfill does not see batches other nodes commit meanwhile,
-        // which come with their own segments.
-        let mut connection = pool::checkout(&self.pool).await?;
-        let backfill = connection
-            .build_transaction()
-            .repeatable_read()
-            .run::<_, diesel::result::Error, _>(async |connection| {
-                super::metrics::backfill(&mut PgBatchWriter::unsharded(connection)).await
-            })
-            .await;
-        match backfill {
+    async fn migrate(&self, pool: &Self::Pool) -> Result<usize, StorageError> {
+        let applied = migrations::run(pool.checkout().await?, migrations::POSTGRES).await?;
+        match self.transact(pool, Transaction::Backfill).await {
             // Another node starting at the same time took the marker first and did it.
-            Err(diesel::result::Error::DatabaseError(
+            Err(StorageError::Query(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::SerializationFailure,
                 _,
-            )) => tracing::info!("metrics: another node encoded the earlier events"),
+            ))) => tracing::info!("metrics: another node encoded the earlier events"),
             other => {
                 other?;
             }
         }
+        let mut connection = pool.checkout().await?;
         if citus::distribute(&mut connection).await? {
             *self.known_layout() = None;
             self.sharded(&mut connection).await?;
@@ -623,32 +469,15 @@ impl EventStore for PostgresStore {
         Ok(applied)
     }
 
-    async fn pending_migrations(&self) -> Result<usize, StorageError> {
-        migrations::pending(pool::checkout(&self.pool).await?, migrations::POSTGRES).await
+    async fn pending_migrations(&self, pool: &Self::Pool) -> Result<usize, StorageError> {
+        migrations::pending(pool.checkout().await?, migrations::POSTGRES).await
     }
 
-    async fn count_rows(&self, table: &'static str) -> Result<i64, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let row: super::RowCount = super::count_query(table)
-            .get_result(&mut connection)
-            .await?;
-        Ok(row.count)
-    }
-
-    async fn distribution(&self) -> Result<Option<super::Distribution>, StorageError> {
-        citus::distribution(&mut *pool::checkout(&self.pool).await?).await
-    }
-
-    async fn ping(&self) -> Result<(), StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut connection)
-            .await?;
-        Ok(())
-    }
-
-    fn pool_status(&self) -> PoolStatus {
-        pool::status(&self.pool)
+    async fn distribution(
+        &self,
+        connection: &mut AsyncPgConnection,
+    ) -> Result<Option<super::Distribution>, StorageError> {
+        citus::distribution(connection).await
     }
 
     fn node_channel(&self) -> Option<Arc<dyn NodeChannel>> {

@@ -4,39 +4,28 @@
 //! a batch insert with ON CONFLICT).
 
 mod checkpoint;
-mod models;
-pub mod schema;
 
-use super::pool::Pool;
-use async_trait::async_trait;
 use diesel::SqliteConnection;
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 use diesel::sql_types::Text;
-use diesel::sqlite::Sqlite;
-use diesel_async::RunQueryDsl;
-use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel::sqlite::Sqlite as SqliteBackend;
+use futures_util::FutureExt;
 use uuid::Uuid;
 
-use super::metrics::schema::{
-    delete_segments, insert_segments, list_segments, load_segments, read_segments,
-};
-use super::metrics::{MetricColumns, MetricRow, NewSegment, event_span, metric_rows};
-use super::retention::delete_expired;
-use super::rows::StoredUuid;
-use super::write::{BatchWriter, write_batch};
+use super::database::{Database, Dialect};
+use super::pool::{self, ConnectionPool, Pool};
+use super::rows::EventRow;
+use super::run::SqliteAsync;
+use super::schema::types::{Stored, UtcTime};
+use super::schema::{consents, events, idempotency_keys};
+use super::write::{BatchWriter, Transaction};
 use super::{
-    Backend, EventStore, Expiring, PoolOptions, PoolStatus, ROWS_PER_STATEMENT, SegmentInfo,
-    SegmentListing, StorageError, migrations, pool,
+    Backend, ConsentDecision, PoolOptions, ROWS_PER_STATEMENT, SessionRecord, StorageError,
+    migrations,
 };
-use super::{ConsentDecision, FollowUps, SessionRecord};
 use crate::domain::{ConsentSubject, EventRecord};
 use chrono::{DateTime, Utc};
-use futures_util::FutureExt;
-use models::{EventRow, SessionRow};
-use schema::{consents, dead_letters, events, idempotency_keys, sessions};
-
-type Connection = SyncConnectionWrapper<SqliteConnection>;
 
 /// Per-connection settings: the busy timeout makes concurrent writers wait instead of failing
 /// (set first, so that the settings after it wait too: switching a new file to WAL needs a
@@ -89,7 +78,7 @@ fn opted_out_of(
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let placeholders = vec!["?"; chunk.len()].join(", ");
         let mut query = diesel::sql_query(OPTED_OUT_OF_BATCH.replace("{ids}", &placeholders))
-            .into_boxed::<Sqlite>();
+            .into_boxed::<SqliteBackend>();
         for id in chunk {
             query = query.bind::<Text, _>(id.clone());
         }
@@ -106,7 +95,7 @@ fn upsert_sessions(connection: &mut SqliteConnection, rows: &[SessionRecord]) ->
     for chunk in rows.chunks(SESSIONS_PER_STATEMENT) {
         let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let mut query = diesel::sql_query(UPSERT_SESSIONS.replace("{rows}", &placeholders))
-            .into_boxed::<Sqlite>();
+            .into_boxed::<SqliteBackend>();
         for row in chunk {
             query = query
                 .bind::<Text, _>(row.id.to_string())
@@ -124,7 +113,7 @@ fn upsert_sessions(connection: &mut SqliteConnection, rows: &[SessionRecord]) ->
     Ok(())
 }
 
-/// Writes `rows` (new ones only) in statements of fixed lengths: 25 rows, then 10, then 1.
+/// Writes `events` (new ones only) in statements of fixed lengths: 25 rows, then 10, then 1.
 ///
 /// - diesel caches the prepared statement of a fixed-length insert (its query id is static),
 ///   where one statement of the batch's own length was parsed again for every batch (a fifth
@@ -135,10 +124,13 @@ fn upsert_sessions(connection: &mut SqliteConnection, rows: &[SessionRecord]) ->
 ///   half load went from 3.7 ms to 1.5 ms, at no cost in throughput.
 ///
 /// Returns the ids of the rows written (not those skipped as repeats).
-fn insert_rows(connection: &mut SqliteConnection, rows: &[EventRow]) -> QueryResult<Vec<String>> {
-    let (long, rest) = rows.as_chunks::<25>();
+fn insert_rows(
+    connection: &mut SqliteConnection,
+    events: &[&EventRecord],
+) -> QueryResult<Vec<Uuid>> {
+    let (long, rest) = events.as_chunks::<25>();
     let (tens, ones) = rest.as_chunks::<10>();
-    let mut written = Vec::with_capacity(rows.len());
+    let mut written = Vec::with_capacity(events.len());
     for chunk in long {
         written.extend(insert_fixed(connection, chunk)?);
         std::thread::yield_now();
@@ -146,16 +138,17 @@ fn insert_rows(connection: &mut SqliteConnection, rows: &[EventRow]) -> QueryRes
     for chunk in tens {
         written.extend(insert_fixed(connection, chunk)?);
     }
-    for row in ones {
-        written.extend(insert_fixed(connection, std::array::from_ref(row))?);
+    for event in ones {
+        written.extend(insert_fixed(connection, std::array::from_ref(event))?);
     }
     Ok(written)
 }
 
 fn insert_fixed<const N: usize>(
     connection: &mut SqliteConnection,
-    rows: &[EventRow; N],
-) -> QueryResult<Vec<String>> {
+    events: &[&EventRecord; N],
+) -> QueryResult<Vec<Uuid>> {
+    let rows: [EventRow; N] = std::array::from_fn(|index| EventRow::from(events[index]));
     let statement = diesel::insert_into(events::table)
         .values(rows)
         .on_conflict_do_nothing()
@@ -169,6 +162,12 @@ fn insert_fixed<const N: usize>(
 struct SqliteBatchWriter<'a>(&'a mut SqliteConnection);
 
 impl BatchWriter for SqliteBatchWriter<'_> {
+    type Connection = SqliteConnection;
+
+    fn connection(&mut self) -> &mut SqliteConnection {
+        self.0
+    }
+
     async fn opted_out_among(
         &mut self,
         subject_ids: &[String],
@@ -177,98 +176,30 @@ impl BatchWriter for SqliteBatchWriter<'_> {
     }
 
     async fn insert(&mut self, events: &[&EventRecord]) -> QueryResult<Vec<Uuid>> {
-        let rows: Vec<EventRow> = events.iter().map(|event| EventRow::from(*event)).collect();
-        insert_rows(self.0, &rows)?
-            .iter()
-            .map(|id| {
-                id.to_uuid()
-                    .map_err(|error| diesel::result::Error::DeserializationError(Box::new(error)))
-            })
-            .collect()
+        insert_rows(self.0, events)
     }
 
     async fn upsert_sessions(&mut self, rows: &[SessionRecord]) -> QueryResult<()> {
         upsert_sessions(self.0, rows)
     }
-
-    async fn insert_segments(&mut self, segments: &[NewSegment]) -> QueryResult<()> {
-        insert_segments!(self.0, segments, diesel::RunQueryDsl::execute).map(drop)
-    }
-
-    async fn delete_segments(&mut self, ids: &[i64]) -> QueryResult<usize> {
-        delete_segments!(self.0, ids, diesel::RunQueryDsl::execute)
-    }
-
-    async fn claim_backfill(&mut self) -> QueryResult<bool> {
-        let claim = diesel::sql_query(super::metrics::CLAIM_BACKFILL);
-        Ok(diesel::RunQueryDsl::execute(claim, self.0)? > 0)
-    }
-
-    async fn event_span(&mut self) -> QueryResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
-        event_span!(
-            super::sqlite::schema,
-            &mut *self.0,
-            diesel::RunQueryDsl::first
-        )
-    }
-
-    async fn metric_rows_in(
-        &mut self,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> QueryResult<Vec<MetricRow>> {
-        let rows: Vec<MetricColumns<String>> =
-            diesel::RunQueryDsl::load(metric_rows!(super::sqlite::schema, start, end), self.0)?;
-        rows.into_iter().map(MetricRow::from_columns).collect()
-    }
 }
 
-impl SqliteStore {
-    /// Runs `work` with a [`BatchWriter`] inside an IMMEDIATE transaction (the writer lock
-    /// taken at BEGIN) on the blocking pool. Every statement of the SQLite writer runs to
-    /// completion when polled, so the shared code finishes in one poll on that thread.
-    async fn in_write_transaction<T, F>(&self, work: F) -> Result<T, StorageError>
-    where
-        T: Send + 'static,
-        F: for<'c, 'x> FnOnce(
-                &'c mut SqliteBatchWriter<'x>,
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = QueryResult<T>> + 'c>,
-            > + Send
-            + 'static,
-    {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let result = connection
-            .spawn_blocking(move |connection| {
-                connection.immediate_transaction(|connection| {
-                    work(&mut SqliteBatchWriter(connection))
-                        .now_or_never()
-                        .unwrap_or_else(|| {
-                            Err(diesel::result::Error::QueryBuilderError(
-                                "the SQLite write waited on something".into(),
-                            ))
-                        })
-                })
-            })
-            .await?;
-        Ok(result)
-    }
-}
-
-/// Events in an SQLite file.
-pub struct SqliteStore {
-    pool: Pool<Connection>,
+/// The embedded SQLite file.
+pub struct Sqlite {
     _checkpointer: checkpoint::Checkpointer,
 }
 
-impl SqliteStore {
-    pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
-        let path = database_path(url)?;
-        Ok(Self {
-            pool: pool::build(path, options, CONNECTION_SETUP)?,
-            _checkpointer: checkpoint::Checkpointer::start(path, CONNECTION_SETUP),
-        })
-    }
+/// Events in an SQLite file.
+pub type SqliteStore = Database<Sqlite>;
+
+/// Opens a store on the SQLite file `url` names.
+pub async fn connect(url: &str, options: &PoolOptions) -> Result<SqliteStore, StorageError> {
+    let path = database_path(url)?;
+    let pool = pool::build(path, options, CONNECTION_SETUP)?;
+    let dialect = Sqlite {
+        _checkpointer: checkpoint::Checkpointer::start(path, CONNECTION_SETUP),
+    };
+    Ok(Database::new(pool, dialect))
 }
 
 /// The file path a SQLite URL names (`sqlite://x.db`, `sqlite:x.db`, `x.db`).
@@ -286,257 +217,127 @@ fn database_path(url: &str) -> Result<&str, StorageError> {
     Ok(path)
 }
 
-#[async_trait]
-impl EventStore for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
+impl Dialect for Sqlite {
+    type Pool = Pool<SqliteAsync>;
+    type Connection = SqliteAsync;
+
+    const BACKEND: Backend = Backend::Sqlite;
+
+    /// An IMMEDIATE transaction (the writer lock taken at BEGIN) on the blocking pool. Every
+    /// statement of the SQLite writer runs to completion when polled, so the shared code
+    /// finishes in one poll on that thread. The lock held from BEGIN also keeps the backfill
+    /// from seeing batches that commit while it reads.
+    async fn transact(
+        &self,
+        pool: &Self::Pool,
+        transaction: Transaction<'_>,
+    ) -> Result<usize, StorageError> {
+        let transaction = transaction.into_owned();
+        let mut connection = pool.checkout().await?;
+        let result = connection
+            .spawn_blocking(move |connection| {
+                connection.immediate_transaction(|connection| {
+                    transaction
+                        .run(&mut SqliteBatchWriter(connection))
+                        .now_or_never()
+                        .unwrap_or_else(|| {
+                            Err(diesel::result::Error::QueryBuilderError(
+                                "the SQLite write waited on something".into(),
+                            ))
+                        })
+                })
+            })
+            .await?;
+        Ok(result)
     }
 
-    async fn insert_events(&self, batch: &[EventRecord]) -> Result<usize, StorageError> {
-        let follow_ups = FollowUps::of(batch);
-        let batch = batch.to_vec();
-        self.in_write_transaction(move |writer| {
-            Box::pin(async move { write_batch(writer, &batch, follow_ups).await })
-        })
-        .await
-    }
-
-    async fn claim_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<Uuid, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let (key_text, event_text) = (key.to_string(), event_id.to_string());
+    async fn claim_key(
+        &self,
+        connection: &mut SqliteAsync,
+        key: Uuid,
+        event_id: Uuid,
+    ) -> Result<Uuid, StorageError> {
         let owner = connection
             .spawn_blocking(move |connection| {
                 // One IMMEDIATE transaction: the insert and the read see the same state.
                 connection.immediate_transaction(|connection| {
                     let claim = diesel::insert_into(idempotency_keys::table)
                         .values((
-                            idempotency_keys::key.eq(&key_text),
-                            idempotency_keys::event_id.eq(&event_text),
+                            idempotency_keys::key.eq(Stored(key)),
+                            idempotency_keys::event_id.eq(Stored(event_id)),
                         ))
                         .on_conflict_do_nothing();
                     diesel::RunQueryDsl::execute(claim, connection)?;
                     let owner = idempotency_keys::table
-                        .find(&key_text)
+                        .find(Stored(key))
                         .select(idempotency_keys::event_id);
-                    diesel::RunQueryDsl::first::<String>(owner, connection)
+                    diesel::RunQueryDsl::first::<Uuid>(owner, connection)
                 })
             })
             .await?;
-        owner.to_uuid()
-    }
-
-    async fn release_idempotency_key(&self, key: Uuid, event_id: Uuid) -> Result<(), StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        diesel::delete(
-            idempotency_keys::table
-                .filter(idempotency_keys::key.eq(key.to_string()))
-                .filter(idempotency_keys::event_id.eq(event_id.to_string())),
-        )
-        .execute(&mut connection)
-        .await?;
-        Ok(())
+        Ok(owner)
     }
 
     async fn set_consent(
         &self,
+        connection: &mut SqliteAsync,
         subject: &ConsentSubject,
         granted: bool,
     ) -> Result<(), StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let (kind, id) = (subject.kind(), subject.id().to_owned());
-        connection
-            .spawn_blocking(move |connection| {
-                let upsert = diesel::insert_into(consents::table)
-                    .values((
-                        consents::subject_type.eq(kind),
-                        consents::subject_id.eq(&id),
-                        consents::granted.eq(granted),
-                    ))
-                    .on_conflict((consents::subject_type, consents::subject_id))
-                    .do_update()
-                    .set((
-                        consents::granted.eq(granted),
-                        consents::updated_at.eq(diesel::dsl::sql::<
-                            diesel::sql_types::TimestamptzSqlite,
-                        >(CONSENT_TIME)),
-                    ));
-                diesel::RunQueryDsl::execute(upsert, connection)
-            })
-            .await?;
+        let upsert = diesel::insert_into(consents::table)
+            .values((
+                consents::subject_type.eq(subject.kind()),
+                consents::subject_id.eq(subject.id()),
+                consents::granted.eq(granted),
+            ))
+            .on_conflict((consents::subject_type, consents::subject_id))
+            .do_update()
+            .set((
+                consents::granted.eq(granted),
+                consents::updated_at.eq(diesel::dsl::sql::<UtcTime>(CONSENT_TIME)),
+            ));
+        diesel_async::RunQueryDsl::execute(upsert, connection).await?;
         Ok(())
     }
 
     async fn consent_decisions(
         &self,
+        connection: &mut SqliteAsync,
         since: Option<DateTime<Utc>>,
-        limit: usize,
+        limit: i64,
     ) -> Result<Vec<ConsentDecision>, StorageError> {
-        use diesel::sql_types::BigInt;
-        let mut connection = pool::checkout(&self.pool).await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        use diesel::sql_types::Bool;
+        let query = super::consent_decisions_query(limit);
         let rows = match since {
             // Stored as text in one format (see `CONSENT_TIME`), so text order is time order.
             Some(since) => {
-                diesel::sql_query(super::consent_decisions_sql(Some("?"), "?"))
-                    .bind::<Text, _>(since.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-                    .bind::<BigInt, _>(limit)
-                    .load(&mut connection)
-                    .await?
+                let since = since.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+                let filter = diesel::dsl::sql::<Bool>("updated_at >= ").bind::<Text, _>(since);
+                diesel_async::RunQueryDsl::load(query.filter(filter), connection).await?
             }
             None => {
-                diesel::sql_query(super::consent_decisions_sql(None, "?"))
-                    .bind::<BigInt, _>(limit)
-                    .load(&mut connection)
-                    .await?
+                let opted_out = query.filter(consents::granted.eq(false));
+                diesel_async::RunQueryDsl::load(opted_out, connection).await?
             }
         };
         Ok(super::consent_decisions(rows))
     }
 
-    async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let row = sessions::table
-            .find(id.to_string())
-            .select(SessionRow::as_select())
-            .first(&mut connection)
-            .await
-            .optional()?;
-        row.map(SessionRecord::try_from).transpose()
-    }
-
-    async fn dead_letter(&self, event: &EventRecord, error: &str) -> Result<(), StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let body = event.to_json().map_err(|e| {
-            StorageError::Query(diesel::result::Error::SerializationError(Box::new(e)))
-        })?;
-        let (id, error) = (event.id.to_string(), error.to_owned());
-        connection
-            .spawn_blocking(move |connection| {
-                let insert = diesel::insert_into(dead_letters::table)
-                    .values((
-                        dead_letters::id.eq(&id),
-                        dead_letters::event.eq(&body),
-                        dead_letters::error.eq(&error),
-                    ))
-                    .on_conflict_do_nothing();
-                diesel::RunQueryDsl::execute(insert, connection)
-            })
-            .await?;
-        Ok(())
-    }
-
-    async fn count_dead_letters(&self) -> Result<i64, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(dead_letters::table
-            .count()
-            .get_result(&mut connection)
-            .await?)
-    }
-
-    async fn find_event(&self, id: Uuid) -> Result<Option<EventRecord>, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let row = events::table
-            .find(id.to_string())
-            .select(EventRow::as_select())
-            .first(&mut connection)
-            .await
-            .optional()?;
-        row.map(EventRecord::try_from).transpose()
-    }
-
-    async fn delete_expired(
-        &self,
-        what: Expiring,
-        cutoff: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<usize, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(delete_expired!(
-            super::sqlite::schema,
-            String,
-            what,
-            cutoff,
-            limit,
-            &mut connection
-        )?)
-    }
-
-    async fn count_events(&self) -> Result<i64, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(events::table.count().get_result(&mut connection).await?)
-    }
-
-    async fn metric_segments(&self, start: i64, end: i64) -> Result<Vec<Vec<u8>>, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(load_segments!(&mut connection, start, end)?)
-    }
-
-    async fn metric_segment_list(
-        &self,
-        listing: SegmentListing,
-    ) -> Result<Vec<SegmentInfo>, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        list_segments!(&mut connection, listing)
-    }
-
-    async fn read_metric_segments(&self, ids: &[i64]) -> Result<Vec<Vec<u8>>, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        Ok(read_segments!(&mut connection, ids)?)
-    }
-
-    async fn replace_metric_segments(
-        &self,
-        ids: &[i64],
-        with: Option<&NewSegment>,
-    ) -> Result<bool, StorageError> {
-        let (ids, with) = (ids.to_vec(), with.cloned());
-        super::metrics::replaced(
-            self.in_write_transaction(move |writer| {
-                Box::pin(async move {
-                    super::metrics::replace_segments(writer, &ids, with.as_ref()).await
-                })
-            })
-            .await,
-        )
-    }
-
-    async fn run_migrations(&self) -> Result<usize, StorageError> {
-        let applied =
-            migrations::run(pool::checkout(&self.pool).await?, migrations::SQLITE).await?;
-        // The write lock held from BEGIN: no batch commits while the backfill reads.
-        self.in_write_transaction(|writer| Box::pin(super::metrics::backfill(writer)))
-            .await?;
+    async fn migrate(&self, pool: &Self::Pool) -> Result<usize, StorageError> {
+        let applied = migrations::run(pool.checkout().await?, migrations::SQLITE).await?;
+        self.transact(pool, Transaction::Backfill).await?;
         Ok(applied)
     }
 
-    async fn pending_migrations(&self) -> Result<usize, StorageError> {
-        migrations::pending(pool::checkout(&self.pool).await?, migrations::SQLITE).await
-    }
-
-    async fn count_rows(&self, table: &'static str) -> Result<i64, StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        let row: super::RowCount = super::count_query(table)
-            .get_result(&mut connection)
-            .await?;
-        Ok(row.count)
-    }
-
-    async fn ping(&self) -> Result<(), StorageError> {
-        let mut connection = pool::checkout(&self.pool).await?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut connection)
-            .await?;
-        Ok(())
-    }
-
-    fn pool_status(&self) -> PoolStatus {
-        pool::status(&self.pool)
+    async fn pending_migrations(&self, pool: &Self::Pool) -> Result<usize, StorageError> {
+        migrations::pending(pool.checkout().await?, migrations::SQLITE).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::roles::*;
 
     #[test]
     fn urls_name_a_file() {
@@ -556,17 +357,15 @@ mod tests {
     async fn sqlite_is_built_without_needless_locks() {
         let dir = tempfile::tempdir().expect("dir");
         let url = format!("sqlite://{}", dir.path().join("options.db").display());
-        let store = SqliteStore::connect(&url, &PoolOptions::default())
-            .await
-            .expect("store");
-        let mut connection = pool::checkout(&store.pool).await.expect("connection");
+        let store = connect(&url, &PoolOptions::default()).await.expect("store");
+        let mut connection = store.pool().checkout().await.expect("connection");
         for option in ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0"] {
-            let used: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
-                &format!("sqlite_compileoption_used('{option}')"),
-            ))
-            .get_result(&mut connection)
-            .await
-            .expect("query");
+            let used = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(&format!(
+                "sqlite_compileoption_used('{option}')"
+            )));
+            let used: i32 = diesel_async::RunQueryDsl::get_result(used, &mut *connection)
+                .await
+                .expect("query");
             assert_eq!(used, 1, "SQLite built with {option}");
         }
     }
@@ -587,7 +386,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(300));
             diesel::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut holder)
         });
-        let opened = pool::establish::<Connection>(&path, CONNECTION_SETUP).await;
+        let opened = pool::establish::<SqliteAsync>(&path, CONNECTION_SETUP).await;
         released.join().expect("holder").expect("commit");
         assert!(opened.is_ok(), "{:?}", opened.err());
     }
@@ -599,9 +398,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("checkpoint.db");
         let url = format!("sqlite://{}", path.display());
-        let store = SqliteStore::connect(&url, &PoolOptions::default())
-            .await
-            .expect("store");
+        let store = connect(&url, &PoolOptions::default()).await.expect("store");
         store.run_migrations().await.expect("migrate");
         let events: Vec<EventRecord> = (0..500)
             .map(|_| crate::domain::test_support::event("page_viewed"))

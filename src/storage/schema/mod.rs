@@ -1,8 +1,17 @@
-// @generated automatically by Diesel CLI.
+//! Sluice's tables, one definition for both backends. The migrations of each backend
+//! (`migrations/postgres`, `migrations/sqlite`) create them; the columns whose storage differs
+//! (uuids, timestamps, JSON) have the portable SQL types of [`types`], and the rest are the same
+//! on both. `metric_segments` is in `storage::metrics::schema`. On Citus, `events` also has
+//! `shard_key`, which only Citus' own statements name (`postgres::citus`).
+
+pub mod types;
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::types::{Id, Json, UtcTime};
+
     events (id) {
-        id -> Text,
+        id -> Id,
         event_type -> Text,
         source -> Text,
         actor_id -> Nullable<Text>,
@@ -12,8 +21,8 @@ diesel::table! {
         brand_id -> Nullable<Text>,
         entity_id -> Nullable<Text>,
         entity_type -> Nullable<Text>,
-        session_id -> Nullable<Text>,
-        props -> Nullable<Text>,
+        session_id -> Nullable<Id>,
+        props -> Nullable<Json>,
         utm_source -> Nullable<Text>,
         utm_medium -> Nullable<Text>,
         utm_campaign -> Nullable<Text>,
@@ -21,11 +30,11 @@ diesel::table! {
         utm_content -> Nullable<Text>,
         referrer -> Nullable<Text>,
         landing_page -> Nullable<Text>,
-        idempotency_key -> Nullable<Text>,
+        idempotency_key -> Nullable<Id>,
         dedup_fingerprint -> Nullable<Text>,
-        occurred_at -> TimestamptzSqlite,
-        received_at -> TimestamptzSqlite,
-        stored_at -> TimestamptzSqlite,
+        occurred_at -> UtcTime,
+        received_at -> UtcTime,
+        stored_at -> UtcTime,
         browser_name -> Nullable<Text>,
         browser_version -> Nullable<Text>,
         os_name -> Nullable<Text>,
@@ -42,12 +51,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::types::{Id, Json, UtcTime};
+
     sessions (id) {
-        id -> Text,
+        id -> Id,
         user_id -> Nullable<Text>,
-        first_seen_at -> TimestamptzSqlite,
-        last_seen_at -> TimestamptzSqlite,
-        event_count -> BigInt,
+        first_seen_at -> UtcTime,
+        last_seen_at -> UtcTime,
+        event_count -> Int8,
         entry_page -> Nullable<Text>,
         device_type -> Nullable<Text>,
         country -> Nullable<Text>,
@@ -56,20 +68,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::types::{Id, Json, UtcTime};
+
     consents (subject_type, subject_id) {
         subject_type -> Text,
         subject_id -> Text,
         granted -> Bool,
-        updated_at -> TimestamptzSqlite,
+        updated_at -> UtcTime,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::types::{Id, Json, UtcTime};
+
     dead_letters (id) {
-        id -> Text,
+        id -> Id,
         event -> Json,
         error -> Text,
-        failed_at -> TimestamptzSqlite,
+        failed_at -> UtcTime,
     }
 }
 
@@ -82,9 +100,12 @@ diesel::allow_tables_to_appear_in_same_query!(
 );
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::types::{Id, Json, UtcTime};
+
     idempotency_keys (key) {
-        key -> Text,
-        event_id -> Text,
-        claimed_at -> TimestamptzSqlite,
+        key -> Id,
+        event_id -> Id,
+        claimed_at -> UtcTime,
     }
 }
