@@ -71,25 +71,27 @@ pub trait Run: Send {
     }
 }
 
-impl Run for AsyncPgConnection {
-    async fn execute<S: Statement>(&mut self, statement: S) -> QueryResult<usize> {
-        diesel_async::RunQueryDsl::execute(statement, self).await
-    }
+/// Both async connections run statements through diesel-async. (One impl per type: a blanket
+/// impl over `AsyncConnection` would overlap the blocking connection's below, as far as
+/// coherence can tell.)
+macro_rules! run_through_diesel_async {
+    ($($connection:ty),+) => {$(
+        impl Run for $connection {
+            async fn execute<S: Statement>(&mut self, statement: S) -> QueryResult<usize> {
+                diesel_async::RunQueryDsl::execute(statement, self).await
+            }
 
-    async fn load<U: Send + 'static, Q: Select<U>>(&mut self, query: Q) -> QueryResult<Vec<U>> {
-        diesel_async::RunQueryDsl::load(query, self).await
-    }
+            async fn load<U: Send + 'static, Q: Select<U>>(
+                &mut self,
+                query: Q,
+            ) -> QueryResult<Vec<U>> {
+                diesel_async::RunQueryDsl::load(query, self).await
+            }
+        }
+    )+};
 }
 
-impl Run for SqliteAsync {
-    async fn execute<S: Statement>(&mut self, statement: S) -> QueryResult<usize> {
-        diesel_async::RunQueryDsl::execute(statement, self).await
-    }
-
-    async fn load<U: Send + 'static, Q: Select<U>>(&mut self, query: Q) -> QueryResult<Vec<U>> {
-        diesel_async::RunQueryDsl::load(query, self).await
-    }
-}
+run_through_diesel_async!(AsyncPgConnection, SqliteAsync);
 
 /// Inside SQLite's write transaction, on the blocking pool: each statement runs when called.
 impl Run for SqliteConnection {
