@@ -10,6 +10,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod domain;
 pub mod identity;
+pub mod metrics;
 pub mod pipeline;
 pub mod server;
 pub mod storage;

@@ -10,7 +10,9 @@ pub mod schema;
 pub mod types;
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use metrics::Histogram;
 use serde_json::Value;
 
 use crate::domain::RequestContext;
@@ -72,6 +74,8 @@ pub struct EventIngestion {
     auth: Authenticator,
     rate_limits: RateLimits,
     live_viewers: live::LiveViewers,
+    /// How long each procedure's calls take, in [`procedures::ALL`]'s order.
+    durations: Vec<Histogram>,
 }
 
 impl EventIngestion {
@@ -81,11 +85,21 @@ impl EventIngestion {
         rate_limits: RateLimits,
         live: live::LiveSettings,
     ) -> Self {
+        let durations = Procedure::all()
+            .map(|procedure| {
+                pipeline.metrics().histogram(
+                    "sluice_procedure_duration_seconds",
+                    "Duration of procedure calls, from the decoded request to the result.",
+                    &[("procedure", procedure.path())],
+                )
+            })
+            .collect();
         Self {
             pipeline,
             auth,
             rate_limits,
             live_viewers: live::LiveViewers::new(live),
+            durations,
         }
     }
 
@@ -100,6 +114,7 @@ impl EventIngestion {
         context: &RequestContext,
         input: Option<Value>,
     ) -> Result<Value, ApiError> {
+        let started = Instant::now();
         let allowed = match procedure.spec().access {
             Access::Admin => self.auth.require_admin(context).map(drop),
             Access::Anyone => Ok(()),
@@ -110,6 +125,12 @@ impl EventIngestion {
         };
         if let Err(error) = &result {
             error.log(procedure.path());
+        }
+        if let Some(duration) = Procedure::all()
+            .position(|listed| listed == procedure)
+            .and_then(|index| self.durations.get(index))
+        {
+            duration.record(started.elapsed().as_secs_f64());
         }
         result
     }

@@ -10,8 +10,8 @@ mod caller;
 mod consent;
 mod event;
 mod invalid_input;
-mod metrics;
 mod place;
+mod report;
 mod request;
 pub(crate) mod rules;
 #[doc(hidden)]
@@ -23,9 +23,9 @@ pub use caller::{Caller, Claims, EventIdentity, Role};
 pub use consent::ConsentSubject;
 pub use event::{Enrichment, EventRecord, Props, new_event_id};
 pub use invalid_input::InvalidInput;
-pub use metrics::{
+pub use place::Place;
+pub use report::{
     Interval, MetricsFilters, MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, TopItem,
 };
-pub use place::Place;
 pub use request::RequestContext;
 pub use track::{EntityType, EventSource, TrackEventInput, TrackEventOutput, TrackStatus};

@@ -1,5 +1,5 @@
 //! The node's timed background work — metric-segment compaction, retention, the consent
-//! refresh — under one cancellation token and task tracker, so that shutdown stops it for
+//! refresh, the upkeep of the Prometheus histograms — under one cancellation token and task tracker, so that shutdown stops it for
 //! real instead of aborting it.
 //!
 //! Aborting a task cannot stop work it handed to the blocking pool (SQLite's statements, a
@@ -23,6 +23,10 @@ use super::{compaction, consent, retention};
 
 /// How long shutdown waits for background passes under way before it drains anyway.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the values recorded into histograms are folded in, so that they stay few
+/// between scrapes, or when nobody scrapes.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The background tasks of one node.
 #[derive(Default)]
@@ -81,8 +85,9 @@ impl Background {
     }
 }
 
-/// Starts the node's timed work: segment compaction, retention when it is configured, and
-/// the refresh of consent decisions made on other nodes.
+/// Starts the node's timed work: segment compaction, retention when it is configured, the
+/// upkeep of the Prometheus histograms, and the refresh of consent decisions made on other
+/// nodes.
 pub fn start_node_work(
     pipeline: &Arc<Pipeline>,
     retention: Option<RetentionSettings>,
@@ -100,6 +105,11 @@ pub fn start_node_work(
             async move { retention::sweep_now(node.store().as_ref(), node.now(), settings.days).await }
         });
     }
+    let node = pipeline.clone();
+    background.every("metrics upkeep", METRICS_UPKEEP_EVERY, move || {
+        let node = node.clone();
+        async move { node.metrics().run_upkeep() }
+    });
     let node = pipeline.clone();
     background.every("consent refresh", consent::REFRESH_EVERY, move || {
         let node = node.clone();

@@ -1,4 +1,4 @@
-//! Runs metric-segment compaction (`storage::metrics::compaction`) on a timer, so that a
+//! Runs metric-segment compaction (`storage::reports::compaction`) on a timer, so that a
 //! report decodes a few segments per hour rather than one per written batch.
 
 use std::time::Duration;

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::{Caller, ConsentSubject};
+use crate::metrics::MetricsRegistry;
 use crate::storage::{EventStore, StorageError};
 use buffer::Buffer;
 use clock::Clock;
@@ -49,6 +50,7 @@ pub struct Pipeline {
     buffer: Arc<Buffer>,
     waiters: Arc<Waiters>,
     stats: Arc<Stats>,
+    metrics: MetricsRegistry,
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
     commands: mpsc::Sender<Command>,
@@ -81,7 +83,8 @@ impl Pipeline {
         clock: Arc<dyn Clock>,
     ) -> (Arc<Self>, FlusherHandle) {
         let buffer = Arc::new(Buffer::new(config.buffer_capacity, config.flush.batch_size));
-        let stats = Arc::new(Stats::default());
+        let metrics = MetricsRegistry::new();
+        let stats = Arc::new(Stats::new(&metrics));
         let waiters = Arc::new(Waiters::default());
         let (commands, receiver) = mpsc::channel(16);
         let flusher = Flusher {
@@ -108,6 +111,7 @@ impl Pipeline {
             buffer,
             waiters,
             stats,
+            metrics,
             store,
             clock,
             commands: commands.clone(),
@@ -217,6 +221,11 @@ impl Pipeline {
             .await
             .map_err(|_| PipelineError::ShuttingDown)?;
         Ok(answer.await.map_err(|_| PipelineError::ShuttingDown)??)
+    }
+
+    /// This node's Prometheus metrics; the layers above add theirs.
+    pub fn metrics(&self) -> &MetricsRegistry {
+        &self.metrics
     }
 
     pub fn buffer_len(&self) -> usize {

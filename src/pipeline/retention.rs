@@ -44,7 +44,7 @@ pub async fn sweep(store: &dyn EventStore, cutoff: DateTime<Utc>) -> Result<Swep
         events: expire(Expiring::Events).await?,
         sessions: expire(Expiring::Sessions).await?,
         segments: expire(Expiring::MetricSegments).await?,
-        trimmed: crate::storage::metrics::compaction::trim(store, cutoff).await?,
+        trimmed: crate::storage::reports::compaction::trim(store, cutoff).await?,
     })
 }
 

@@ -4,13 +4,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use metrics::Histogram;
+
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::metrics::MetricsRegistry;
 use crate::storage::{Backend, PoolStatus};
 
-/// Live counters, updated without locks from the request path and the flusher.
-#[derive(Debug, Default)]
+/// Live counters, updated without locks from the request path and the flusher, and the
+/// distributions of the writes for `/metrics`.
+#[derive(Debug)]
 pub struct Stats {
     pub accepted: AtomicU64,
     pub persisted: AtomicU64,
@@ -30,6 +34,8 @@ pub struct Stats {
     pub is_processing: AtomicBool,
     /// Since when every write failed, and the last one's error; `None` after a success.
     failing: Mutex<Option<Failing>>,
+    flush_duration: Histogram,
+    flush_batch: Histogram,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +48,38 @@ struct Failing {
 pub const WRITES_FAILING_FOR: Duration = Duration::from_secs(10);
 
 impl Stats {
+    /// Counters at zero, with the flush histograms in `metrics`.
+    pub fn new(metrics: &MetricsRegistry) -> Self {
+        let zero = AtomicU64::default;
+        Self {
+            accepted: zero(),
+            persisted: zero(),
+            deduplicated_on_write: zero(),
+            duplicates: zero(),
+            replayed: zero(),
+            suppressed: zero(),
+            rejected: zero(),
+            flushes: zero(),
+            failed_flushes: zero(),
+            retries: zero(),
+            dead_lettered: zero(),
+            consecutive_failures: zero(),
+            flush_micros_total: zero(),
+            is_processing: AtomicBool::default(),
+            failing: Mutex::default(),
+            flush_duration: metrics.histogram(
+                "sluice_flush_duration_seconds",
+                "Duration of successful batch writes.",
+                &[],
+            ),
+            flush_batch: metrics.histogram(
+                "sluice_flush_batch_events",
+                "Events per successful batch write.",
+                &[],
+            ),
+        }
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -54,6 +92,8 @@ impl Stats {
             written.saturating_sub(persisted),
         );
         Self::add(&self.flush_micros_total, elapsed.as_micros() as u64);
+        self.flush_duration.record(elapsed.as_secs_f64());
+        self.flush_batch.record(written as f64);
         if self.consecutive_failures.swap(0, Ordering::Relaxed) > 0 {
             *self.failing_lock() = None;
         }
@@ -266,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_full_buffer_and_lasting_failures_say_why_the_node_is_not_ready() {
-        let stats = Stats::default();
+        let stats = Stats::new(&MetricsRegistry::new());
         assert_eq!(report(&stats, 0).unavailable_reason, None);
         stats.record_failed_flush(&"connection to the remote node refused");
         let failing = report(&stats, 50);

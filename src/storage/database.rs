@@ -16,8 +16,8 @@ use diesel::{ExpressionMethods, QueryDsl};
 use uuid::Uuid;
 
 use super::channel::NodeChannel;
-use super::metrics::schema as segments;
 use super::pool::ConnectionPool;
+use super::reports::schema as segments;
 use super::run::Run;
 use super::schema::types::{JsonText, Stored};
 use super::schema::{dead_letters, idempotency_keys};
@@ -216,7 +216,7 @@ impl<D: Dialect> Segments for Database<D> {
             ids: ids.into(),
             with: with.map(std::borrow::Cow::Borrowed),
         };
-        super::metrics::replaced(self.dialect.transact(&self.pool, transaction).await)
+        super::reports::replaced(self.dialect.transact(&self.pool, transaction).await)
     }
 }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::metrics::{NewSegment, segment::hour_of, segments_of_written};
+use super::reports::{NewSegment, segment::hour_of, segments_of_written};
 use super::{
     Backend, ConsentDecision, Expiring, PoolStatus, SegmentInfo, SegmentListing, SessionRecord,
     StorageError,

@@ -6,10 +6,10 @@
 pub mod channel;
 pub mod database;
 mod memory;
-pub mod metrics;
 mod migrations;
 mod pool;
 pub mod postgres;
+pub mod reports;
 mod retention;
 mod rows;
 pub mod run;
@@ -30,11 +30,11 @@ use crate::domain::{ConsentSubject, EventRecord, MetricsQuery, MetricsReport};
 pub use channel::NodeChannel;
 pub use database::{Database, Dialect};
 pub use memory::MemoryStore;
-pub use metrics::MetricRow;
-pub use metrics::NewSegment;
-pub use metrics::compaction::{Compacted, SegmentInfo, SegmentListing};
 pub use pool::{ConnectionPool, DEFAULT_POOL_SIZE, PoolOptions};
 pub use postgres::PostgresStore;
+pub use reports::MetricRow;
+pub use reports::NewSegment;
+pub use reports::compaction::{Compacted, SegmentInfo, SegmentListing};
 pub use retention::Expiring;
 pub use sqlite::SqliteStore;
 
@@ -405,7 +405,7 @@ pub trait Consents: Send + Sync + 'static {
     ) -> Result<Vec<ConsentDecision>, StorageError>;
 }
 
-/// The metric segments behind `getMetrics` (see `metrics`).
+/// The metric segments behind `getMetrics` (see `reports`).
 #[async_trait]
 pub trait Segments: Send + Sync + 'static {
     /// The metric segments of the hours starting in `[start, end)` (unix seconds), oldest
@@ -430,16 +430,16 @@ pub trait Segments: Send + Sync + 'static {
     ) -> Result<bool, StorageError>;
 
     /// The `getMetrics` report of `query`, the same on every backend.
-    async fn metrics(&self, query: &MetricsQuery) -> Result<MetricsReport, StorageError> {
-        metrics::report(self, query).await
+    async fn report(&self, query: &MetricsQuery) -> Result<MetricsReport, StorageError> {
+        reports::report(self, query).await
     }
 
-    /// Merges the metric segments of crowded hours (see `metrics::compaction`).
+    /// Merges the metric segments of crowded hours (see `reports::compaction`).
     async fn compact_metric_segments(
         &self,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Compacted, StorageError> {
-        metrics::compaction::compact(self, now).await
+        reports::compaction::compact(self, now).await
     }
 }
 

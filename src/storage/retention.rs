@@ -8,8 +8,8 @@ use diesel::result::QueryResult;
 use diesel::{ExpressionMethods, QueryDsl};
 use uuid::Uuid;
 
-use super::metrics::schema::metric_segments;
-use super::metrics::segment;
+use super::reports::schema::metric_segments;
+use super::reports::segment;
 use super::run::{Run, Statement};
 use super::schema::types::Stored;
 use super::schema::{events, sessions};
@@ -22,7 +22,7 @@ pub enum Expiring {
     /// Analytics sessions, by when they were last seen.
     Sessions,
     /// Metric segments of the hours that ended by the cutoff (the hour the cutoff falls in
-    /// is trimmed instead: `metrics::compaction::trim`).
+    /// is trimmed instead: `reports::compaction::trim`).
     MetricSegments,
 }
 

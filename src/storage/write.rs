@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use std::borrow::Cow;
 
-use super::metrics::{self, NewSegment};
+use super::reports::{self, NewSegment};
 use super::run::Run;
 use super::{FollowUps, ROWS_PER_STATEMENT, SessionRecord, sessions};
 use crate::domain::{ConsentSubject, EventRecord};
@@ -56,7 +56,7 @@ pub trait BatchWriter {
         if !sessions.is_empty() {
             self.upsert_sessions(sessions).await?;
         }
-        metrics::schema::insert_segments(self.connection(), segments).await
+        reports::schema::insert_segments(self.connection(), segments).await
     }
 }
 
@@ -69,12 +69,12 @@ pub enum Transaction<'a> {
         events: Cow<'a, [EventRecord]>,
         follow_ups: FollowUps,
     },
-    /// `metrics::replace_segments`; fails with `RollbackTransaction` when some are gone.
+    /// `reports::replace_segments`; fails with `RollbackTransaction` when some are gone.
     ReplaceSegments {
         ids: Cow<'a, [i64]>,
         with: Option<Cow<'a, NewSegment>>,
     },
-    /// `metrics::backfill`: returns how many events were encoded.
+    /// `reports::backfill`: returns how many events were encoded.
     Backfill,
 }
 
@@ -99,11 +99,11 @@ impl Transaction<'_> {
         match self {
             Self::Batch { events, follow_ups } => write_batch(writer, events, *follow_ups).await,
             Self::ReplaceSegments { ids, with } => {
-                metrics::replace_segments(writer, ids, with.as_deref())
+                reports::replace_segments(writer, ids, with.as_deref())
                     .await
                     .map(|()| ids.len())
             }
-            Self::Backfill => metrics::backfill(writer).await,
+            Self::Backfill => reports::backfill(writer).await,
         }
     }
 }
@@ -132,7 +132,7 @@ pub async fn write_batch<W: BatchWriter>(
     } else {
         Vec::new()
     };
-    let segments = metrics::segments_of_written(&written);
+    let segments = reports::segments_of_written(&written);
     // All session chunks but the last alone; the last with the segments.
     let last = sessions.len().saturating_sub(1) / per_statement * per_statement;
     for chunk in sessions[..last].chunks(per_statement) {

@@ -1,9 +1,10 @@
 //! Operational endpoints beside the procedures: `/healthz` (the process is alive), `/readyz`
 //! (the database answers, its schema is current, the buffer takes events and writes are not
 //! all failing: route traffic here), and `/metrics`
-//! (Prometheus text format, from the same counters getStats reports).
+//! (Prometheus text format: the counters getStats reports, and histograms of flush
+//! duration, batch size and procedure duration).
 
-use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,7 +14,11 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use super::routes::AppState;
-use crate::pipeline::stats::Health;
+use crate::api::live::LiveViewers;
+use crate::metrics::Kind::{self, Counter, Gauge};
+use crate::metrics::Sample;
+use crate::pipeline::live::relay::RelayCounters;
+use crate::pipeline::stats::{Health, StatsReport};
 
 /// How long readiness waits for the database before it says no.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -57,184 +62,86 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let stats = state.service.pipeline().stats();
-    let counters = &stats.counters;
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
-        let _ = writeln!(
-            out,
-            "# HELP sluice_{name} {help}\n# TYPE sluice_{name} {kind}\nsluice_{name} {value}"
-        );
+    let pipeline = state.service.pipeline();
+    pipeline.metrics().publish(&samples(&state));
+    respond(
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        pipeline.metrics().render(),
+    )
+}
+
+/// What one scrape reads the [`READINGS`] from.
+struct Scrape<'a> {
+    stats: StatsReport,
+    viewers: &'a LiveViewers,
+    relay: Option<&'a RelayCounters>,
+}
+
+type Reading = (&'static str, Kind, &'static str, fn(&Scrape) -> Option<f64>);
+
+/// The values `/metrics` reads from their owners at each scrape (a reading of `None` is left
+/// out); the histograms are recorded where the work happens (`pipeline::stats`,
+/// `api::EventIngestion::call`).
+#[rustfmt::skip]
+const READINGS: &[Reading] = &[
+    ("sluice_events_accepted_total", Counter, "Events accepted into the buffer.", |s| Some(s.stats.counters.accepted as f64)),
+    ("sluice_events_persisted_total", Counter, "Events newly written to the database.", |s| Some(s.stats.counters.persisted as f64)),
+    ("sluice_events_deduplicated_on_write_total", Counter, "Accepted events the database already held.", |s| Some(s.stats.counters.deduplicated_on_write as f64)),
+    ("sluice_events_duplicate_total", Counter, "Events answered duplicate.", |s| Some(s.stats.counters.duplicates as f64)),
+    ("sluice_events_replayed_total", Counter, "Events answered replayed (repeated idempotency key).", |s| Some(s.stats.counters.replayed as f64)),
+    ("sluice_events_suppressed_total", Counter, "Events answered suppressed (consent, dropped bots).", |s| Some(s.stats.counters.suppressed as f64)),
+    ("sluice_events_rejected_total", Counter, "Events refused by validation.", |s| Some(s.stats.counters.rejected as f64)),
+    ("sluice_events_dead_lettered_total", Counter, "Events the database refused, kept in dead_letters.", |s| Some(s.stats.counters.dead_lettered as f64)),
+    ("sluice_flushes_total", Counter, "Successful batch writes.", |s| Some(s.stats.counters.flushes as f64)),
+    ("sluice_flush_failures_total", Counter, "Failed batch writes (retried).", |s| Some(s.stats.counters.failed_flushes as f64)),
+    ("sluice_flush_retries_total", Counter, "Retries after failed writes.", |s| Some(s.stats.counters.retries as f64)),
+    ("sluice_buffer_events", Gauge, "Events waiting in the buffer.", |s| Some(s.stats.buffer_size as f64)),
+    ("sluice_buffer_capacity_events", Gauge, "Most events the buffer holds.", |s| Some(s.stats.config.buffer_capacity as f64)),
+    ("sluice_delivery_ratio", Gauge, "Share of accepted events in the database.", |s| Some(s.stats.delivery_rate)),
+    ("sluice_db_pool_connections", Gauge, "Open database connections.", |s| Some(s.stats.pool.status.size as f64)),
+    ("sluice_db_pool_available", Gauge, "Idle database connections.", |s| Some(s.stats.pool.status.available as f64)),
+    ("sluice_db_pool_waiting", Gauge, "Callers waiting for a connection.", |s| Some(s.stats.pool.status.waiting as f64)),
+    ("sluice_health", Gauge, "0 healthy, 1 degraded, 2 critical.", |s| Some(health_level(s.stats.health))),
+    ("sluice_live_viewers", Gauge, "Live viewers connected now.", |s| Some(s.viewers.connected() as f64)),
+    ("sluice_live_viewers_dropped_total", Counter, "Live viewers dropped for falling behind or not reading.", |s| Some(load(&s.viewers.counters().dropped))),
+    ("sluice_live_viewers_refused_total", Counter, "Live viewers refused because every place was taken.", |s| Some(load(&s.viewers.counters().refused))),
+    ("sluice_live_relay_sent_total", Counter, "Live events sent to the other nodes.", |s| s.relay.map(|relay| load(&relay.sent))),
+    ("sluice_live_relay_received_total", Counter, "Live events received from the other nodes.", |s| s.relay.map(|relay| load(&relay.received))),
+    ("sluice_live_relay_dropped_total", Counter, "Live events the other nodes did not get (queue full, send failed, too large).", |s| s.relay.map(|relay| load(&relay.dropped))),
+    ("sluice_live_relay_reconnects_total", Counter, "Times the live listener reconnected to the database.", |s| s.relay.map(|relay| load(&relay.reconnects))),
+];
+
+fn samples(state: &AppState) -> Vec<Sample> {
+    let pipeline = state.service.pipeline();
+    let scrape = Scrape {
+        stats: pipeline.stats(),
+        viewers: state.service.live_viewers(),
+        relay: pipeline.live_relay().map(|relay| relay.counters()),
     };
-    metric(
-        "events_accepted_total",
-        "counter",
-        "Events accepted into the buffer.",
-        counters.accepted as f64,
-    );
-    metric(
-        "events_persisted_total",
-        "counter",
-        "Events newly written to the database.",
-        counters.persisted as f64,
-    );
-    metric(
-        "events_deduplicated_on_write_total",
-        "counter",
-        "Accepted events the database already held.",
-        counters.deduplicated_on_write as f64,
-    );
-    metric(
-        "events_duplicate_total",
-        "counter",
-        "Events answered duplicate.",
-        counters.duplicates as f64,
-    );
-    metric(
-        "events_replayed_total",
-        "counter",
-        "Events answered replayed (repeated idempotency key).",
-        counters.replayed as f64,
-    );
-    metric(
-        "events_suppressed_total",
-        "counter",
-        "Events answered suppressed (consent, dropped bots).",
-        counters.suppressed as f64,
-    );
-    metric(
-        "events_rejected_total",
-        "counter",
-        "Events refused by validation.",
-        counters.rejected as f64,
-    );
-    metric(
-        "events_dead_lettered_total",
-        "counter",
-        "Events the database refused, kept in dead_letters.",
-        counters.dead_lettered as f64,
-    );
-    metric(
-        "flushes_total",
-        "counter",
-        "Successful batch writes.",
-        counters.flushes as f64,
-    );
-    metric(
-        "flush_failures_total",
-        "counter",
-        "Failed batch writes (retried).",
-        counters.failed_flushes as f64,
-    );
-    metric(
-        "flush_retries_total",
-        "counter",
-        "Retries after failed writes.",
-        counters.retries as f64,
-    );
-    metric(
-        "buffer_events",
-        "gauge",
-        "Events waiting in the buffer.",
-        stats.buffer_size as f64,
-    );
-    metric(
-        "buffer_capacity_events",
-        "gauge",
-        "Most events the buffer holds.",
-        stats.config.buffer_capacity as f64,
-    );
-    metric(
-        "flush_duration_average_ms",
-        "gauge",
-        "Mean duration of successful flushes.",
-        stats.average_flush_ms,
-    );
-    metric(
-        "delivery_ratio",
-        "gauge",
-        "Share of accepted events in the database.",
-        stats.delivery_rate,
-    );
-    metric(
-        "db_pool_connections",
-        "gauge",
-        "Open database connections.",
-        stats.pool.status.size as f64,
-    );
-    metric(
-        "db_pool_available",
-        "gauge",
-        "Idle database connections.",
-        stats.pool.status.available as f64,
-    );
-    metric(
-        "db_pool_waiting",
-        "gauge",
-        "Callers waiting for a connection.",
-        stats.pool.status.waiting as f64,
-    );
-    let health = match stats.health {
+    READINGS
+        .iter()
+        .filter_map(|&(name, kind, help, read)| {
+            read(&scrape).map(|value| Sample {
+                name,
+                kind,
+                help,
+                value,
+            })
+        })
+        .collect()
+}
+
+fn load(counter: &AtomicU64) -> f64 {
+    counter.load(Ordering::Relaxed) as f64
+}
+
+fn health_level(health: Health) -> f64 {
+    match health {
         Health::Healthy => 0.0,
         Health::Degraded => 1.0,
         Health::Critical => 2.0,
-    };
-    metric(
-        "health",
-        "gauge",
-        "0 healthy, 1 degraded, 2 critical.",
-        health,
-    );
-    let viewers = state.service.live_viewers();
-    let load = |counter: &std::sync::atomic::AtomicU64| {
-        counter.load(std::sync::atomic::Ordering::Relaxed) as f64
-    };
-    metric(
-        "live_viewers",
-        "gauge",
-        "Live viewers connected now.",
-        viewers.connected() as f64,
-    );
-    metric(
-        "live_viewers_dropped_total",
-        "counter",
-        "Live viewers dropped for falling behind or not reading.",
-        load(&viewers.counters().dropped),
-    );
-    metric(
-        "live_viewers_refused_total",
-        "counter",
-        "Live viewers refused because every place was taken.",
-        load(&viewers.counters().refused),
-    );
-    if let Some(relay) = state.service.pipeline().live_relay() {
-        let relayed = relay.counters();
-        metric(
-            "live_relay_sent_total",
-            "counter",
-            "Live events sent to the other nodes.",
-            load(&relayed.sent),
-        );
-        metric(
-            "live_relay_received_total",
-            "counter",
-            "Live events received from the other nodes.",
-            load(&relayed.received),
-        );
-        metric(
-            "live_relay_dropped_total",
-            "counter",
-            "Live events the other nodes did not get (queue full, send failed, too large).",
-            load(&relayed.dropped),
-        );
-        metric(
-            "live_relay_reconnects_total",
-            "counter",
-            "Times the live listener reconnected to the database.",
-            load(&relayed.reconnects),
-        );
     }
-    respond(StatusCode::OK, "text/plain; version=0.0.4", out)
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response {

@@ -85,7 +85,7 @@ async fn a_postgres_database_with_data_moves_onto_the_cluster() {
     let single = migrated_store(&database.url).await;
     assert_eq!(single.distribution().await.expect("distribution"), None);
     assert_eq!(single.insert_events(&before).await.expect("write"), 200);
-    let report_before = single.metrics(&metrics_query()).await.expect("metrics");
+    let report_before = single.report(&metrics_query()).await.expect("metrics");
     drop(single);
 
     database.join_cluster().await;
@@ -115,7 +115,7 @@ async fn a_postgres_database_with_data_moves_onto_the_cluster() {
     assert_eq!(cluster.count_events().await.expect("count"), 200);
     assert_eq!(cluster.count_rows("sessions").await.expect("sessions"), 20);
     assert_eq!(
-        cluster.metrics(&metrics_query()).await.expect("metrics"),
+        cluster.report(&metrics_query()).await.expect("metrics"),
         report_before,
         "every figure stays"
     );

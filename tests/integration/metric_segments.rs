@@ -69,7 +69,7 @@ fn whole_range() -> MetricsQuery {
 }
 
 async fn report(store: &Arc<dyn EventStore>, query: &MetricsQuery) -> MetricsReport {
-    store.metrics(query).await.expect("metrics")
+    store.report(query).await.expect("metrics")
 }
 
 async fn segments(store: &Arc<dyn EventStore>) -> i64 {

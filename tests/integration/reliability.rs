@@ -87,6 +87,12 @@ async fn probes_report_liveness_readiness_and_metrics(backend: Backend) {
         "sluice_buffer_events 0",
         "# TYPE sluice_flushes_total counter",
         "sluice_health 0",
+        "# TYPE sluice_flush_duration_seconds histogram",
+        "sluice_flush_duration_seconds_count 1",
+        "sluice_flush_batch_events_bucket{le=\"1\"} 0",
+        "sluice_flush_batch_events_bucket{le=\"5\"} 1",
+        "# TYPE sluice_procedure_duration_seconds histogram",
+        "sluice_procedure_duration_seconds_count{procedure=\"eventIngestion.track\"} 2",
     ] {
         assert!(
             metrics.text.lines().any(|l| l == line),

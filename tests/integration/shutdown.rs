@@ -74,9 +74,9 @@ async fn drains_on_signal(backend: Backend, signal: &str) {
     assert_eq!(store.count_events().await.expect("count"), 20);
 }
 
-/// Shutdown stops the timed work (compaction, retention, the consent refresh) and waits for
-/// it before it drains the buffer, and each task says it ended: read from the real binary's
-/// log on SIGTERM.
+/// Shutdown stops the timed work (compaction, retention, the metrics upkeep, the consent
+/// refresh) and waits for it before it drains the buffer, and each task says it ended: read
+/// from the real binary's log on SIGTERM.
 async fn background_work_stops_before_the_drain(backend: Backend) {
     let database = TestDatabase::create(&backend).await;
     let dir = tempfile::tempdir().expect("dir");
@@ -107,7 +107,12 @@ async fn background_work_stops_before_the_drain(backend: Backend) {
     let drained = position(&|line| line["message"] == "buffer drained; shutdown complete")
         .expect("the drain is logged");
     assert_eq!(lines[drained]["persisted"], 1);
-    for task in ["compaction", "retention", "consent refresh"] {
+    for task in [
+        "compaction",
+        "retention",
+        "metrics upkeep",
+        "consent refresh",
+    ] {
         let stopped =
             position(&|line| line["message"] == "background task stopped" && line["task"] == task)
                 .unwrap_or_else(|| panic!("{task} says it stopped"));

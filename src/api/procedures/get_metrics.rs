@@ -34,17 +34,13 @@ impl EventIngestion {
     /// `eventIngestion.getMetrics`: totals, series and top lists for a range.
     async fn get_metrics(&self, input: Option<Value>) -> Result<MetricsReport, ApiError> {
         let query = metrics_query(input, self.pipeline.now()).map_err(ApiError::validation)?;
-        self.pipeline
-            .store()
-            .metrics(&query)
-            .await
-            .map_err(|error| {
-                tracing::warn!(%error, "metrics query failed");
-                ApiError::unavailable(
-                    format!("Could not read the metrics ({}); retry", error.tag()),
-                    1,
-                )
-            })
+        self.pipeline.store().report(&query).await.map_err(|error| {
+            tracing::warn!(%error, "metrics query failed");
+            ApiError::unavailable(
+                format!("Could not read the metrics ({}); retry", error.tag()),
+                1,
+            )
+        })
     }
 }
 

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::channel::NodeChannel;
 use super::database::{Database, Dialect};
-use super::metrics::NewSegment;
 use super::pool::{self, ConnectionPool, Pool};
+use super::reports::NewSegment;
 use super::schema::types::{Json, JsonText, Stored, UtcTime};
 use super::schema::{consents, idempotency_keys};
 use super::write::{BatchWriter, Transaction};
@@ -280,7 +280,7 @@ impl BatchWriter for PgBatchWriter<'_> {
             }
         };
         let insert = futures_util::future::try_join_all(segments.iter().map(|segment| {
-            super::metrics::schema::insert_segment(segment).execute(&mut &*connection)
+            super::reports::schema::insert_segment(segment).execute(&mut &*connection)
         }));
         futures_util::try_join!(upsert, insert).map(drop)
     }
