@@ -215,6 +215,8 @@ export interface MetricsReport {
 
 /** What the range held. */
 export interface MetricsTotals {
+  /** Events in range and filters from bots and tools, left out of every other figure (docs/reports.md, bots). Counted from this version on: bots stored before are not in the reports' segments. */
+  botEvents: number;
   events: number;
   /** `page_viewed` events. */
   pageviews: number;

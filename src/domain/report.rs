@@ -82,6 +82,10 @@ pub struct MetricsTotals {
     pub visitors: u64,
     /// Distinct session ids.
     pub sessions: u64,
+    /// Events in range and filters from bots and tools, left out of every other figure
+    /// (docs/live-and-metrics.md, who counts as a visitor). Counted from this version on: bots stored before are not in
+    /// the reports' segments.
+    pub bot_events: u64,
 }
 
 /// One bucket of the series.

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::dedup::{FingerprintParts, fingerprint};
 use super::durability::{AckMode, Written};
+use super::enrichment::Sender;
 use super::stats::Stats;
 use super::validation::ValidEvent;
 use super::{Pipeline, PipelineError};
@@ -140,7 +141,8 @@ impl Pipeline {
 
     /// Opted-out sessions and users, and bots when they are dropped, are not stored.
     fn is_suppressed(&self, valid: &ValidEvent, caller: &Caller, context: &RequestContext) -> bool {
-        if self.config.drop_bots && self.enricher.is_bot(context.user_agent.as_deref()) {
+        let sender = Sender::of(valid.input.source, caller);
+        if self.config.drop_bots && self.enricher.is_bot(context.user_agent.as_deref(), sender) {
             return true;
         }
         if self.opted_out.is_empty() {
@@ -200,7 +202,8 @@ impl Pipeline {
         let identity = caller.identity_for(input.user_id.as_deref());
         let mut attribution = input.attribution.unwrap_or_default();
         let enrichment = if self.config.enable_enrichment {
-            self.enricher.enrich(context, &mut attribution)
+            let sender = Sender::of(input.source, caller);
+            self.enricher.enrich(context, sender, &mut attribution)
         } else {
             Default::default()
         };

@@ -44,6 +44,8 @@ test('the dashboard shows the figures and filters by a click', async () => {
 
     // The default range, 7 days, holds the whole fixture.
     await waitForTotals(page, ['8', '6', '4', '5']);
+    // The fixture's crawler is left out, and the page says so.
+    assert.match(await page.locator('#bots').textContent(), /^1 event from bots and tools is not counted/);
     assert.equal(await page.evaluate(() => sessionStorage.getItem('sluice.adminToken')), SLUICE_ADMIN_TOKEN);
     assert.equal(await page.locator('#ranges [aria-pressed="true"]').textContent(), '7 days');
     assert.equal(await page.locator('#interval').textContent(), 'day');
@@ -66,6 +68,7 @@ test('the dashboard shows the figures and filters by a click', async () => {
     assert.deepEqual(await rows(page, 'topCountries'), [['DE', '4', '2']]);
     await page.locator('[data-list="topPages"] tr[data-value="/home"] td').first().click();
     await waitForTotals(page, ['2', '2', '2', '2']);
+    assert.ok(await page.locator('#bots').isVisible(), 'the crawler was on /home in Germany');
     assert.deepEqual(await page.$$eval('#filters .chip', (chips) => chips.map((chip) => chip.dataset.key)),
       ['country', 'path']);
 
@@ -93,6 +96,8 @@ test('the dashboard shows the figures and filters by a click', async () => {
     await page.locator('#ranges [data-range="24h"]').click();
     await page.waitForFunction(() => document.getElementById('interval').textContent === 'hour');
     await page.waitForFunction(() => document.querySelectorAll('#series rect').length === 24);
+    // No bot in the last 24 hours: no line about them.
+    await page.waitForFunction(() => document.getElementById('bots').hidden);
   } finally {
     await browser.close();
   }

@@ -57,6 +57,7 @@ async fn real_user_agents_are_parsed(backend: Backend) {
             false,
         ),
         (GOOGLEBOT, Some("Googlebot"), None, "bot", true),
+        // An HTTP tool sending a browser's event (`source` web, no token).
         (CURL, Some("curl"), None, "bot", true),
     ];
     for (agent, browser, os, device, bot) in cases {

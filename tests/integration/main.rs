@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod batch;
+mod bots;
 mod citus;
 mod cli;
 mod connections;

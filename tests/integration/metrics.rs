@@ -51,11 +51,12 @@ async fn every_figure_of_the_fixture_is_right(backend: Backend) {
             .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     };
     assert_eq!(report["interval"], "day");
-    // Events 1–8; the repeat and the opted-out session are not stored. Visitors: sessions
-    // 1, 2 and 3, and the user (over sessions 5 and 6); the server event has none.
+    // Events 1–8; the repeat and the opted-out session are not stored, the crawler (9)
+    // only in `botEvents`. Visitors: sessions 1, 2 and 3, and the user (over sessions 5 and
+    // 6); the server event has none.
     assert_eq!(
         report["totals"],
-        json!({"events": 8, "pageviews": 6, "visitors": 4, "sessions": 5})
+        json!({"events": 8, "pageviews": 6, "visitors": 4, "sessions": 5, "botEvents": 1})
     );
     assert_eq!(
         report["series"],
@@ -132,7 +133,7 @@ async fn filters_combine_with_and(backend: Backend) {
     let germany = metrics(&server, range(json!({"filters": {"country": "DE"}}))).await;
     assert_eq!(
         germany["totals"],
-        json!({"events": 4, "pageviews": 4, "visitors": 2, "sessions": 3})
+        json!({"events": 4, "pageviews": 4, "visitors": 2, "sessions": 3, "botEvents": 1})
     );
     assert_eq!(germany["topCountries"], json!([item("DE", 4, 2)]));
     let home_in_germany = metrics(
@@ -142,7 +143,7 @@ async fn filters_combine_with_and(backend: Backend) {
     .await;
     assert_eq!(
         home_in_germany["totals"],
-        json!({"events": 2, "pageviews": 2, "visitors": 2, "sessions": 2})
+        json!({"events": 2, "pageviews": 2, "visitors": 2, "sessions": 2, "botEvents": 1})
     );
     let mobile_views = metrics(
         &server,
@@ -150,6 +151,10 @@ async fn filters_combine_with_and(backend: Backend) {
     )
     .await;
     assert_eq!(mobile_views["totals"]["events"], 1);
+    assert_eq!(
+        mobile_views["totals"]["botEvents"], 0,
+        "the crawler is no phone"
+    );
     assert_eq!(mobile_views["topPages"], json!([item("/home", 1, 1)]));
     let from_newsletter = metrics(
         &server,
@@ -240,7 +245,7 @@ async fn metrics_are_for_admins_only(backend: Backend) {
         .expect("an empty store answers");
     assert_eq!(
         empty["totals"],
-        json!({"events": 0, "pageviews": 0, "visitors": 0, "sessions": 0})
+        json!({"events": 0, "pageviews": 0, "visitors": 0, "sessions": 0, "botEvents": 0})
     );
     assert_eq!(
         empty["series"].as_array().map(Vec::len),

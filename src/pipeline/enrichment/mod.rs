@@ -9,10 +9,40 @@ pub mod user_agent;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::domain::{Attribution, Enrichment, RequestContext};
+use crate::domain::{Attribution, Caller, Enrichment, EventSource, RequestContext};
 use crate::url_parts::{host_of, query_of, query_param};
 use geo::GeoIp;
-use user_agent::UserAgents;
+use user_agent::{Automation, UserAgents};
+
+/// Who sent an event, as far as telling bots from visitors goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A browser-side event (`source: "web"`) from an anonymous caller or a user's token: an
+    /// HTTP tool sending it is a bot.
+    Browser,
+    /// An app or a server: `source` `mobile`, `api`, `system` or `webhook`, or a SERVICE or
+    /// ADMIN token. They use HTTP libraries, so only a crawler's name makes them a bot.
+    AppOrServer,
+}
+
+impl Sender {
+    pub fn of(source: EventSource, caller: &Caller) -> Self {
+        if source != EventSource::Web || caller.may_act_for_users() || caller.is_admin() {
+            Self::AppOrServer
+        } else {
+            Self::Browser
+        }
+    }
+
+    /// Whether a client of this kind, with this user agent, is a bot.
+    fn makes_bot(self, automation: Option<Automation>) -> bool {
+        match automation {
+            Some(Automation::Crawler) => true,
+            Some(Automation::HttpTool) => self == Self::Browser,
+            None => false,
+        }
+    }
+}
 
 /// How much of the client address is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -42,8 +72,13 @@ impl Enricher {
         }
     }
 
-    /// Derives the enrichment of one event and completes its attribution.
-    pub fn enrich(&self, context: &RequestContext, attribution: &mut Attribution) -> Enrichment {
+    /// Derives the enrichment of one event from `sender` and completes its attribution.
+    pub fn enrich(
+        &self,
+        context: &RequestContext,
+        sender: Sender,
+        attribution: &mut Attribution,
+    ) -> Enrichment {
         fill_utm_from_landing_page(attribution);
         let device = context
             .user_agent
@@ -58,13 +93,19 @@ impl Enricher {
                 .and_then(|ip| self.geoip.as_ref().and_then(|geoip| geoip.locate(ip)))
                 .unwrap_or_default()
         };
+        let is_bot = sender.makes_bot(device.automation);
+        let device_type = if is_bot {
+            Some("bot".to_owned())
+        } else {
+            device.device_type
+        };
         Enrichment {
             browser_name: device.browser_name,
             browser_version: device.browser_version,
             os_name: device.os_name,
             os_version: device.os_version,
-            device_type: device.device_type,
-            is_bot: device.is_bot,
+            device_type,
+            is_bot,
             country: place.country,
             region: place.region,
             city: place.city,
@@ -75,9 +116,10 @@ impl Enricher {
         }
     }
 
-    /// Whether a user agent belongs to a bot (for dropping bots before anything else).
-    pub fn is_bot(&self, user_agent: Option<&str>) -> bool {
-        user_agent.is_some_and(|agent| self.user_agents.parse(agent).is_bot)
+    /// Whether `sender` with this user agent is a bot (for dropping bots before anything
+    /// else).
+    pub fn is_bot(&self, user_agent: Option<&str>, sender: Sender) -> bool {
+        user_agent.is_some_and(|agent| sender.makes_bot(self.user_agents.parse(agent).automation))
     }
 }
 

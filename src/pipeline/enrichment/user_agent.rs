@@ -12,36 +12,66 @@ use crate::pipeline::dedup::TtlCache;
 /// uap-core's regexes.yaml (Apache-2.0, see data/uap-core.LICENSE), converted to JSON.
 const UAP_REGEXES: &str = include_str!("../../../data/uap-regexes.json");
 
-/// Substrings (lowercase) of user agents that are automated clients whatever the rules say.
-const KNOWN_BOTS: &[&str] = &[
+/// Substrings (lowercase) of user agents that name automated browsing: crawlers, link
+/// previewers, uptime monitors, headless and automation browsers. Always bots.
+const CRAWLER_MARKERS: &[&str] = &[
     "bot",
     "crawler",
     "spider",
     "slurp",
+    "scrapy",
+    "headless",
+    "phantomjs",
+    "puppeteer",
+    "playwright",
+    "selenium",
+    "facebookexternalhit",
+    "embedly",
+    "preview",
+    "whatsapp",
+    "lighthouse",
+    "pingdom",
+    "uptimerobot",
+    "statuscake",
+    "synthetics",
+    "monitor",
+];
+
+/// Substrings (lowercase) of user agents of HTTP libraries and tools. Apps and servers send
+/// these too, so they make a bot only of a browser-side event (docs/live-and-metrics.md, who counts as a visitor).
+const HTTP_TOOL_MARKERS: &[&str] = &[
     "curl/",
     "wget/",
+    "httpie/",
     "python-requests",
     "python-urllib",
+    "python-httpx",
     "aiohttp",
     "go-http-client",
     "java/",
     "okhttp",
     "axios/",
     "node-fetch",
+    "undici",
+    "got (",
     "libwww-perl",
     "httpclient",
-    "headlesschrome",
-    "phantomjs",
-    "facebookexternalhit",
-    "embedly",
-    "preview",
-    "lighthouse",
-    "pingdom",
-    "uptimerobot",
-    "monitor",
-    "scrapy",
+    "http%20client",
+    "winhttp",
+    "guzzlehttp",
+    "ruby",
     "postman",
+    "insomnia",
 ];
+
+/// What kind of automated client a user agent names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Automation {
+    /// Automated browsing: a bot whoever sends it.
+    Crawler,
+    /// An HTTP library or tool: a bot only when it claims to be a browser's event.
+    HttpTool,
+}
 
 /// The device family uap-core gives to crawlers.
 const CRAWLER_FAMILY: &str = "Spider";
@@ -78,8 +108,9 @@ pub struct Device {
     pub browser_version: Option<String>,
     pub os_name: Option<String>,
     pub os_version: Option<String>,
+    /// The kind of device, from markers; `bot` for a crawler.
     pub device_type: Option<String>,
-    pub is_bot: bool,
+    pub automation: Option<Automation>,
 }
 
 /// The cached parser.
@@ -141,16 +172,34 @@ fn parse_uncached(user_agent: &str) -> Device {
         .as_ref()
         .map(|d| d.device.to_string())
         .unwrap_or_default();
-    let is_bot =
-        device_family == CRAWLER_FAMILY || KNOWN_BOTS.iter().any(|bot| lower.contains(bot));
-    let device_type = device_type(&lower, os_name.as_deref(), is_bot);
+    let automation = automation(&lower, device_family == CRAWLER_FAMILY);
+    let device_type = device_type(
+        &lower,
+        os_name.as_deref(),
+        automation == Some(Automation::Crawler),
+    );
     Device {
         browser_name,
         browser_version,
         os_name,
         os_version,
         device_type: Some(device_type.to_owned()),
-        is_bot,
+        automation,
+    }
+}
+
+/// A crawler's name wins over the library it is built on; uap-core's crawler rules also name
+/// some HTTP libraries (`^Java/`, `WinHTTP`), which are tools here, not crawlers.
+fn automation(lower: &str, uap_crawler: bool) -> Option<Automation> {
+    let has = |markers: &[&str]| markers.iter().any(|marker| lower.contains(marker));
+    if has(CRAWLER_MARKERS) {
+        Some(Automation::Crawler)
+    } else if has(HTTP_TOOL_MARKERS) || lower == "node" || lower.starts_with("node/") {
+        Some(Automation::HttpTool)
+    } else if uap_crawler {
+        Some(Automation::Crawler)
+    } else {
+        None
     }
 }
 
@@ -201,7 +250,7 @@ mod tests {
         assert_eq!(chrome.browser_version.as_deref(), Some("120.0.6099"));
         assert_eq!(chrome.os_name.as_deref(), Some("Windows"));
         assert_eq!(chrome.device_type.as_deref(), Some("desktop"));
-        assert!(!chrome.is_bot);
+        assert_eq!(chrome.automation, None);
 
         let iphone = parse(
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
@@ -219,11 +268,48 @@ mod tests {
 
         let googlebot =
             parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
-        assert!(googlebot.is_bot);
+        assert_eq!(googlebot.automation, Some(Automation::Crawler));
         assert_eq!(googlebot.device_type.as_deref(), Some("bot"));
 
         let curl = parse("curl/8.4.0");
-        assert!(curl.is_bot);
+        assert_eq!(curl.automation, Some(Automation::HttpTool));
         assert_eq!(curl.browser_name.as_deref(), Some("curl"));
+    }
+
+    #[test]
+    fn apps_and_servers_are_tools_and_crawlers_are_crawlers() {
+        for tool in [
+            "okhttp/4.12.0",
+            "axios/1.6.0",
+            "Java/17",
+            "Java/17.0.9",
+            "node",
+            "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+            "python-requests/2.31.0",
+            "Go-http-client/1.1",
+            "Wget/1.21.4",
+        ] {
+            assert_eq!(parse(tool).automation, Some(Automation::HttpTool), "{tool}");
+        }
+        for app in [
+            "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/UQ1A.240105.004)",
+            "Shop/3.2 (iPhone; iOS 17.2; Scale/3.00) CFNetwork/1485 Darwin/23.1.0",
+        ] {
+            assert_eq!(parse(app).automation, None, "{app}");
+        }
+        for crawler in [
+            "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+            "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+            "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+            "WhatsApp/2.23.20.0",
+            "Mozilla/5.0 (compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
+            "Pingdom.com_bot_version_1.4_(http://www.pingdom.com/)",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (compatible; Yeti/1.1; +http://naver.me/spd)",
+        ] {
+            let device = parse(crawler);
+            assert_eq!(device.automation, Some(Automation::Crawler), "{crawler}");
+            assert_eq!(device.device_type.as_deref(), Some("bot"), "{crawler}");
+        }
     }
 }

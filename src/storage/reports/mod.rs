@@ -50,6 +50,7 @@ pub struct MetricRow {
     pub browser_name: Option<String>,
     pub user_id: Option<String>,
     pub session_id: Option<Uuid>,
+    pub is_bot: bool,
 }
 
 /// The columns of a [`MetricRow`] as `metric_rows_in` selects them.
@@ -64,6 +65,7 @@ type MetricColumns = (
     Option<String>,
     Option<String>,
     Option<Uuid>,
+    bool,
 );
 
 impl From<MetricColumns> for MetricRow {
@@ -79,6 +81,7 @@ impl From<MetricColumns> for MetricRow {
             browser_name: columns.7,
             user_id: columns.8,
             session_id: columns.9,
+            is_bot: columns.10,
         }
     }
 }
@@ -97,7 +100,7 @@ pub(crate) fn read_windows(query: &MetricsQuery) -> Vec<(i64, i64)> {
     windows
 }
 
-/// The [`MetricRow`]s of the events in `[start, end)`; bots never count.
+/// The [`MetricRow`]s of the events in `[start, end)`, bots included (flagged).
 pub(crate) async fn metric_rows_in<R: Run>(
     connection: &mut R,
     start: DateTime<Utc>,
@@ -108,7 +111,6 @@ pub(crate) async fn metric_rows_in<R: Run>(
     let query = e::events
         .filter(e::occurred_at.ge(Stored(start)))
         .filter(e::occurred_at.lt(Stored(end)))
-        .filter(e::is_bot.eq(false))
         .select((
             e::occurred_at,
             e::event_type,
@@ -120,17 +122,17 @@ pub(crate) async fn metric_rows_in<R: Run>(
             e::browser_name,
             e::user_id,
             e::session_id,
+            e::is_bot,
         ));
     let rows: Vec<MetricColumns> = connection.load(query).await?;
     Ok(rows.into_iter().map(MetricRow::from).collect())
 }
 
-/// The segments of the written events of a batch (bots left out), one per hour. The
-/// fields are borrowed from the events; only the page path is worked out.
+/// The segments of the written events of a batch, one per hour, bots flagged. The fields
+/// are borrowed from the events; only the page path is worked out.
 pub(crate) fn segments_of_written(events: &[&EventRecord]) -> Vec<NewSegment> {
     let counted: Vec<(&EventRecord, Option<String>)> = events
         .iter()
-        .filter(|event| !event.enrichment.is_bot)
         .map(|event| (*event, event.page_path()))
         .collect();
     segment::segments_of(counted.iter().map(|(event, path)| SegmentEvent {
@@ -146,6 +148,7 @@ pub(crate) fn segments_of_written(events: &[&EventRecord]) -> Vec<NewSegment> {
             event.user_id.as_deref(),
         ],
         session: event.session_id,
+        bot: event.enrichment.is_bot,
     }))
 }
 

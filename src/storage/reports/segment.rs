@@ -4,15 +4,18 @@
 //! 30-day report reads a few megabytes in a few hundred blobs instead of a million rows.
 //!
 //! The write transaction of a batch adds one segment per hour its written events fall in;
-//! compaction later merges an hour's segments (see `compaction`). Bots are never encoded.
+//! compaction later merges an hour's segments (see `compaction`). Bots are encoded and
+//! flagged: reports leave them out of every figure but `botEvents`.
 //!
-//! Layout (little-endian), version 1:
+//! Layout (little-endian), version 2:
 //! `version u8 · hour_start i64 (unix seconds) · n u32 ·` for each of the `TEXTS` text
 //! columns a dictionary `count u32 · count × len u32 · the texts' utf-8, end to end` · the
 //! session dictionary
 //! `count u32 · (16 bytes)*` · the offsets from the hour in microseconds `n × u32` · for
 //! each text column and then the session column `width u8 · n × width` ids, where id 0 is
-//! "none" and id `k` the dictionary's `k`-th entry.
+//! "none" and id `k` the dictionary's `k`-th entry · the bots: `count u32 · count × u32`
+//! indices of the events that are bots, ascending. Version 1 (written before bots were
+//! kept) ends before the bots and holds none.
 
 use std::collections::BTreeMap;
 
@@ -22,7 +25,9 @@ use uuid::Uuid;
 
 use super::MetricRow;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Segments written before bots were kept: the same without the bots.
+const VERSION_WITHOUT_BOTS: u8 = 1;
 /// Seconds in the hour a segment covers.
 pub(crate) const HOUR_SECONDS: i64 = 3_600;
 
@@ -67,6 +72,7 @@ pub(crate) struct SegmentEvent<'a> {
     pub at: DateTime<Utc>,
     pub texts: [Option<&'a str>; TEXTS],
     pub session: Option<Uuid>,
+    pub bot: bool,
 }
 
 impl<'a> SegmentEvent<'a> {
@@ -84,6 +90,7 @@ impl<'a> SegmentEvent<'a> {
                 row.user_id.as_deref(),
             ],
             session: row.session_id,
+            bot: row.is_bot,
         }
     }
 }
@@ -116,6 +123,7 @@ pub(crate) struct SegmentBuilder<'a> {
     sessions: FxHashMap<Uuid, u32>,
     session_values: Vec<Uuid>,
     session_ids: Vec<u32>,
+    bots: Vec<u32>,
 }
 
 impl<'a> SegmentBuilder<'a> {
@@ -128,11 +136,15 @@ impl<'a> SegmentBuilder<'a> {
             sessions: FxHashMap::default(),
             session_values: Vec::new(),
             session_ids: Vec::new(),
+            bots: Vec::new(),
         }
     }
 
     /// Adds an event of this builder's hour.
     pub(crate) fn push(&mut self, event: &SegmentEvent<'a>) {
+        if event.bot {
+            self.bots.push(self.offsets.len() as u32);
+        }
         let offset = micros_of(event.at) - self.hour_start * 1_000_000;
         debug_assert!((0..HOUR_SECONDS * 1_000_000).contains(&offset));
         self.offsets
@@ -183,6 +195,10 @@ impl<'a> SegmentBuilder<'a> {
         for (ids, count) in columns.chain(sessions) {
             write_ids(&mut out, ids, count);
         }
+        out.extend_from_slice(&(self.bots.len() as u32).to_le_bytes());
+        for bot in &self.bots {
+            out.extend_from_slice(&bot.to_le_bytes());
+        }
         NewSegment {
             hour_start: self.hour_start,
             events: i32::try_from(n).unwrap_or(i32::MAX),
@@ -229,6 +245,8 @@ pub(crate) struct Segment<'a> {
     pub text_ids: [Vec<u32>; TEXTS],
     pub sessions: Vec<Uuid>,
     pub session_ids: Vec<u32>,
+    /// The indices of the events that are bots, ascending.
+    pub bots: Vec<u32>,
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -291,7 +309,8 @@ impl<'a> Reader<'a> {
 impl<'a> Segment<'a> {
     pub(crate) fn decode(bytes: &'a [u8]) -> Result<Self, CorruptSegment> {
         let mut reader = Reader(bytes);
-        if reader.array::<1>()?[0] != VERSION {
+        let version = reader.array::<1>()?[0];
+        if version != VERSION && version != VERSION_WITHOUT_BOTS {
             return Err(CorruptSegment("unknown version"));
         }
         let hour_start = i64::from_le_bytes(reader.array()?);
@@ -337,6 +356,18 @@ impl<'a> Segment<'a> {
             *ids = reader.ids(n, texts[column].len())?;
         }
         let session_ids = reader.ids(n, sessions.len())?;
+        let mut bots = Vec::new();
+        if version == VERSION {
+            let count = reader.count()?;
+            bots = reader
+                .take(count * 4)?
+                .chunks_exact(4)
+                .map(|chunk| u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+                .collect();
+            if bots.iter().any(|bot| *bot as usize >= n) || !bots.is_sorted() {
+                return Err(CorruptSegment("bot index"));
+            }
+        }
         if !reader.0.is_empty() {
             return Err(CorruptSegment("bytes past the end"));
         }
@@ -347,6 +378,7 @@ impl<'a> Segment<'a> {
             text_ids,
             sessions,
             session_ids,
+            bots,
         })
     }
 
@@ -358,6 +390,15 @@ impl<'a> Segment<'a> {
     pub(crate) fn at(&self, i: usize) -> DateTime<Utc> {
         let micros = self.hour_start * 1_000_000 + i64::from(self.offsets[i]);
         DateTime::from_timestamp_micros(micros).unwrap_or_default()
+    }
+
+    /// Whether each event is a bot.
+    pub(crate) fn bot_flags(&self) -> Vec<bool> {
+        let mut flags = vec![false; self.len()];
+        for bot in &self.bots {
+            flags[*bot as usize] = true;
+        }
+        flags
     }
 
     /// The fields of event `i`.
@@ -372,6 +413,7 @@ impl<'a> Segment<'a> {
             session: (self.session_ids[i] as usize)
                 .checked_sub(1)
                 .map(|k| self.sessions[k]),
+            bot: self.bots.binary_search(&(i as u32)).is_ok(),
         }
     }
 }
@@ -411,6 +453,7 @@ mod tests {
             browser_name: Some("Firefox".into()),
             user_id: None,
             session_id: session,
+            is_bot: false,
         }
     }
 
@@ -488,6 +531,30 @@ mod tests {
         assert_eq!(trimmed.event(0).texts[PATH], Some("/b"));
         let late = "2026-12-01T11:00:00Z".parse().expect("time");
         assert!(merge(hour, &decoded, Some(late)).is_none());
+    }
+
+    #[test]
+    fn bots_are_kept_flagged_through_merges_and_old_segments_have_none() {
+        let mut bot = row("2026-12-01T10:20:00Z", "page_viewed", Some("/b"), None);
+        bot.is_bot = true;
+        let rows = [
+            row("2026-12-01T10:10:00Z", "page_viewed", Some("/a"), None),
+            bot,
+        ];
+        let segment = segments_of(rows.iter().map(SegmentEvent::of_row)).remove(0);
+        let read = Segment::decode(&segment.data).expect("decode");
+        assert_eq!(read.bots, vec![1]);
+        assert_eq!(read.bot_flags(), vec![false, true]);
+        assert!(read.event(1).bot && !read.event(0).bot);
+        let merged = merge(segment.hour_start, &[read], None).expect("merged");
+        let merged = Segment::decode(&merged.data).expect("decode");
+        assert_eq!(merged.bots, vec![1]);
+
+        let plain = segments_of([SegmentEvent::of_row(&rows[0])]).remove(0);
+        let mut version_1 = plain.data[..plain.data.len() - 4].to_vec();
+        version_1[0] = VERSION_WITHOUT_BOTS;
+        let old = Segment::decode(&version_1).expect("a version 1 segment");
+        assert_eq!((old.len(), old.bots.len()), (1, 0));
     }
 
     #[test]

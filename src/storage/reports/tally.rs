@@ -204,6 +204,7 @@ pub(crate) struct Tally {
     last_bucket: Vec<u32>,
     events: u64,
     pageviews: u64,
+    bot_events: u64,
     series_events: Vec<u64>,
     series_visitors: Vec<u64>,
     lists: [TopList; LISTS.len()],
@@ -229,6 +230,7 @@ impl Tally {
             last_bucket: Vec::new(),
             events: 0,
             pageviews: 0,
+            bot_events: 0,
             lists: LISTS.map(|column| TopList::new(inline_slots(column))),
         }
     }
@@ -333,6 +335,7 @@ impl Tally {
 
         let event_types = &segment.text_ids[segment::EVENT_TYPE];
         let users = &segment.text_ids[segment::USER_ID];
+        let bots = segment.bot_flags();
         // The events the query counts, and their visitors, for the lists below.
         let mut rows = Vec::with_capacity(segment.len());
         let mut row_visitors = Vec::with_capacity(segment.len());
@@ -347,6 +350,10 @@ impl Tally {
                 if segment.text_ids[*column][i] != *id {
                     continue 'events;
                 }
+            }
+            if bots[i] {
+                self.bot_events += 1;
+                continue;
             }
             let (local_session, local_user) = (segment.session_ids[i] as usize, users[i] as usize);
             let session = session_ids[local_session];
@@ -419,6 +426,7 @@ impl Tally {
                 pageviews: self.pageviews,
                 visitors: u64::from(self.visitors),
                 sessions,
+                bot_events: self.bot_events,
             },
             series: self
                 .buckets

@@ -1,6 +1,6 @@
 //! A known set of events for `getMetrics` (and the dashboard): three days, five sessions,
-//! one signed-in user on two of them, a repeat the dedup catches, an opted-out session and
-//! an event without session. Every figure of the report is worked out by hand in
+//! one signed-in user on two of them, a repeat the dedup catches, an opted-out session, an
+//! event without session and a crawler. Every figure of the report is worked out by hand in
 //! `tests/integration/metrics.rs`.
 //!
 //! The server must trust `127.0.0.1` as a proxy (`config.http.trusted_proxies`), so that the
@@ -15,6 +15,8 @@ use super::{TestServer, jwt};
 
 pub const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.109 Safari/537.36";
 pub const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+pub const GOOGLEBOT: &str =
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 pub const ANDROID_TABLET: &str = "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36";
 
 /// Where the fixture's events lie: `day0` is midnight UTC four days ago, the events fall on
@@ -68,7 +70,7 @@ pub async fn load(server: &TestServer) -> MetricsFixture {
         .duration_trunc(Duration::days(1))
         .expect("midnight");
     let fixture = MetricsFixture { day0 };
-    let [s1, s2, s3, s4, s5, s6] = [(); 6].map(|()| Uuid::now_v7());
+    let [s1, s2, s3, s4, s5, s6, s7] = [(); 7].map(|()| Uuid::now_v7());
     let user = jwt("user-1", sluice::domain::Role::Creator);
     let page_at = |session: Uuid, path: &str, at: String| {
         json!({"eventType": "page_viewed", "sessionId": session,
@@ -147,6 +149,13 @@ pub async fn load(server: &TestServer) -> MetricsFixture {
             country: None,
             token: None,
         },
+        // 9: a crawler on /home from Germany: stored, flagged, counted only in `botEvents`.
+        Sent {
+            input: page(s7, "/home", 1, 13),
+            user_agent: Some(GOOGLEBOT),
+            country: Some("DE"),
+            token: None,
+        },
     ];
     for event in &events {
         assert_eq!(
@@ -183,8 +192,8 @@ pub async fn load(server: &TestServer) -> MetricsFixture {
     server.force_flush().await;
     assert_eq!(
         server.count().await,
-        8,
-        "the fixture's eight events are stored"
+        9,
+        "the fixture's nine events are stored"
     );
     fixture
 }
