@@ -127,8 +127,8 @@ export interface GetMetricsInput {
 /** Overall state, from flush failures and buffer fill. */
 export type Health = "healthy" | "degraded" | "critical";
 
-/** The width of one bucket of the series. */
-export type Interval = "hour" | "day";
+/** The width of one bucket of the series. Every bucket starts on a UTC hour, so an hour of events always falls in one bucket. */
+export type Interval = "hour" | "day" | "week" | "month";
 
 /** The error of a rejected batch item: the same shape as a procedure error. */
 export interface ItemError {
@@ -200,7 +200,11 @@ export interface MetricsFilters {
 export interface MetricsReport {
   browsers: Array<TopItem>;
   devices: Array<TopItem>;
+  /** Each session's first page view in range, by path; most sessions first. */
+  entryPages: Array<SessionPage>;
   eventTypes: Array<TopItem>;
+  /** Each session's last page view in range, by path; most sessions first. */
+  exitPages: Array<SessionPage>;
   from: string;
   interval: Interval;
   /** Every bucket of the range, zeros included, oldest first. */
@@ -215,13 +219,19 @@ export interface MetricsReport {
 
 /** What the range held. */
 export interface MetricsTotals {
-  /** Events in range and filters from bots and tools, left out of every other figure (docs/reports.md, bots). Counted from this version on: bots stored before are not in the reports' segments. */
+  /** Events in range and filters from bots and tools, left out of every other figure (docs/live-and-metrics.md, who counts as a visitor). Counted from this version on: bots stored before are not in the reports' segments. */
   botEvents: number;
+  /** Share of the sessions whose only event in range is a page view (0 without sessions). */
+  bounceRate: number;
   events: number;
   /** `page_viewed` events. */
   pageviews: number;
   /** Distinct session ids. */
   sessions: number;
+  /** Page views per session (0 without sessions). */
+  viewsPerVisit: number;
+  /** Mean over sessions of the time from their first to their last event in range; a session of one event counts 0. */
+  visitDurationSeconds: number;
   /** Distinct visitors: a signed-in user, else a session (as live analytics counts them). */
   visitors: number;
 }
@@ -240,6 +250,13 @@ export interface SeriesPoint {
   events: number;
   /** The bucket's start, RFC 3339 UTC. */
   t: string;
+  visitors: number;
+}
+
+/** One row of the entry or exit pages: sessions that began (or ended) there. */
+export interface SessionPage {
+  sessions: number;
+  value: string;
   visitors: number;
 }
 

@@ -2,30 +2,49 @@
 //! input is checked, and what it answers. Storage computes a [`MetricsReport`] for a
 //! [`MetricsQuery`]; the procedure only validates and defaults the input.
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Datelike, Duration, DurationRound, Months, NaiveDate, NaiveTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The width of one bucket of the series.
+/// The width of one bucket of the series. Every bucket starts on a UTC hour, so an hour of
+/// events always falls in one bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Interval {
     Hour,
     Day,
+    /// From Monday 00:00 UTC.
+    Week,
+    /// A calendar month, UTC.
+    Month,
 }
 
 impl Interval {
-    pub fn duration(self) -> Duration {
+    /// The start of the bucket holding `at` (UTC).
+    pub fn bucket_of(self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let midnight = |date: NaiveDate| date.and_time(NaiveTime::MIN).and_utc();
         match self {
-            Self::Hour => Duration::hours(1),
-            Self::Day => Duration::days(1),
+            // Truncating a UTC time to whole hours or days cannot overflow.
+            Self::Hour => at.duration_trunc(Duration::hours(1)).unwrap_or(at),
+            Self::Day => midnight(at.date_naive()),
+            Self::Week => {
+                let date = at.date_naive();
+                midnight(date - Duration::days(i64::from(date.weekday().num_days_from_monday())))
+            }
+            Self::Month => midnight(at.date_naive().with_day(1).unwrap_or(at.date_naive())),
         }
     }
 
-    /// The start of the bucket holding `at` (UTC).
-    pub fn bucket_of(self, at: DateTime<Utc>) -> DateTime<Utc> {
-        // Truncating a UTC time to whole hours or days cannot overflow.
-        at.duration_trunc(self.duration()).unwrap_or(at)
+    /// The start of the bucket after the one starting at `start`.
+    pub fn next(self, start: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Self::Hour => start + Duration::hours(1),
+            Self::Day => start + Duration::days(1),
+            Self::Week => start + Duration::weeks(1),
+            Self::Month => start
+                .checked_add_months(Months::new(1))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
     }
 }
 
@@ -59,20 +78,19 @@ impl MetricsQuery {
     /// The start of every bucket of the series: from the bucket holding `from` up to the one
     /// holding the last instant before `to`.
     pub fn buckets(&self) -> Vec<DateTime<Utc>> {
-        let step = self.interval.duration();
         let last = self.interval.bucket_of(self.to - Duration::nanoseconds(1));
         let mut buckets = Vec::new();
         let mut at = self.interval.bucket_of(self.from);
         while at <= last {
             buckets.push(at);
-            at += step;
+            at = self.interval.next(at);
         }
         buckets
     }
 }
 
 /// What the range held.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsTotals {
     pub events: u64,
@@ -83,9 +101,16 @@ pub struct MetricsTotals {
     /// Distinct session ids.
     pub sessions: u64,
     /// Events in range and filters from bots and tools, left out of every other figure
-    /// (docs/live-and-metrics.md, who counts as a visitor). Counted from this version on: bots stored before are not in
-    /// the reports' segments.
+    /// (docs/live-and-metrics.md, who counts as a visitor). Counted from this version on:
+    /// bots stored before are not in the reports' segments.
     pub bot_events: u64,
+    /// Share of the sessions whose only event in range is a page view (0 without sessions).
+    pub bounce_rate: f64,
+    /// Page views per session (0 without sessions).
+    pub views_per_visit: f64,
+    /// Mean over sessions of the time from their first to their last event in range; a
+    /// session of one event counts 0.
+    pub visit_duration_seconds: f64,
 }
 
 /// One bucket of the series.
@@ -108,8 +133,17 @@ pub struct TopItem {
     pub visitors: u64,
 }
 
-/// The answer of `getMetrics`. Every figure is exact.
+/// One row of the entry or exit pages: sessions that began (or ended) there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPage {
+    pub value: String,
+    pub sessions: u64,
+    pub visitors: u64,
+}
+
+/// The answer of `getMetrics`. Every figure is exact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsReport {
     #[schemars(with = "String")]
@@ -127,6 +161,10 @@ pub struct MetricsReport {
     pub devices: Vec<TopItem>,
     pub browsers: Vec<TopItem>,
     pub event_types: Vec<TopItem>,
+    /// Each session's first page view in range, by path; most sessions first.
+    pub entry_pages: Vec<SessionPage>,
+    /// Each session's last page view in range, by path; most sessions first.
+    pub exit_pages: Vec<SessionPage>,
 }
 
 #[cfg(test)]
@@ -174,6 +212,38 @@ mod tests {
                 at("2026-11-01T00:00:00Z"),
                 at("2026-11-02T00:00:00Z"),
                 at("2026-11-03T00:00:00Z")
+            ]
+        );
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_months_on_the_first() {
+        // 2026-11-01 is a Sunday.
+        let weeks = query(
+            "2026-11-01T10:30:00Z",
+            "2026-11-17T00:00:00Z",
+            Interval::Week,
+        );
+        assert_eq!(
+            weeks.buckets(),
+            vec![
+                at("2026-10-26T00:00:00Z"),
+                at("2026-11-02T00:00:00Z"),
+                at("2026-11-09T00:00:00Z"),
+                at("2026-11-16T00:00:00Z")
+            ]
+        );
+        let months = query(
+            "2026-01-31T23:00:00Z",
+            "2026-04-01T00:00:00Z",
+            Interval::Month,
+        );
+        assert_eq!(
+            months.buckets(),
+            vec![
+                at("2026-01-01T00:00:00Z"),
+                at("2026-02-01T00:00:00Z"),
+                at("2026-03-01T00:00:00Z")
             ]
         );
     }

@@ -59,6 +59,11 @@ test('the dashboard shows the figures and filters by a click', async () => {
     assert.deepEqual(await rows(page, 'devices'), [['desktop', '4', '2'], ['mobile', '2', '1'], ['tablet', '1', '1']]);
     assert.deepEqual(await rows(page, 'eventTypes'),
       [['page_viewed', '6', '4'], ['signup_clicked', '1', '1'], ['report_exported', '1', '0']]);
+    // Three of five sessions bounce; 6 page views in 5 sessions; (5 min + 22 h) / 5.
+    assert.deepEqual(await page.$$eval('#visits .figure', (found) => found.map((figure) => figure.textContent)),
+      ['60 %', '1.20', '4 h 25 min']);
+    assert.deepEqual(await rows(page, 'entryPages'), [['/home', '3', '3'], ['/docs', '2', '2']]);
+    assert.deepEqual(await rows(page, 'exitPages'), [['/docs', '2', '2'], ['/home', '2', '2'], ['/pricing', '1', '1']]);
     assert.equal(await page.locator('a[href="/live"]').count(), 1);
     if (SLUICE_SCREENSHOT) await page.screenshot({ path: SLUICE_SCREENSHOT, fullPage: true });
 

@@ -1,6 +1,7 @@
 //! `eventIngestion.getMetrics` over JSON-RPC on both backends, against the hand-counted
 //! fixture of `support::metrics_fixture`.
 
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Value, json};
 use sluice::domain::Role;
 
@@ -54,9 +55,27 @@ async fn every_figure_of_the_fixture_is_right(backend: Backend) {
     // Events 1–8; the repeat and the opted-out session are not stored, the crawler (9)
     // only in `botEvents`. Visitors: sessions 1, 2 and 3, and the user (over sessions 5 and
     // 6); the server event has none.
+    // Sessions: 1 (two page views 5 min apart), 2 (a page view, then a click 22 h later),
+    // and three of one page view each (3, 5, 6): bounces.
     assert_eq!(
         report["totals"],
-        json!({"events": 8, "pageviews": 6, "visitors": 4, "sessions": 5, "botEvents": 1})
+        json!({"events": 8, "pageviews": 6, "visitors": 4, "sessions": 5, "botEvents": 1,
+               "bounceRate": 3.0 / 5.0, "viewsPerVisit": 6.0 / 5.0,
+               "visitDurationSeconds": (300.0 + 22.0 * 3600.0) / 5.0})
+    );
+    let session_page = |value: &str, sessions: u64, visitors: u64| json!({"value": value, "sessions": sessions, "visitors": visitors});
+    assert_eq!(
+        report["entryPages"],
+        json!([session_page("/home", 3, 3), session_page("/docs", 2, 2)])
+    );
+    // Session 2 ends on its page view: the click is no page.
+    assert_eq!(
+        report["exitPages"],
+        json!([
+            session_page("/docs", 2, 2),
+            session_page("/home", 2, 2),
+            session_page("/pricing", 1, 1)
+        ])
     );
     assert_eq!(
         report["series"],
@@ -133,7 +152,9 @@ async fn filters_combine_with_and(backend: Backend) {
     let germany = metrics(&server, range(json!({"filters": {"country": "DE"}}))).await;
     assert_eq!(
         germany["totals"],
-        json!({"events": 4, "pageviews": 4, "visitors": 2, "sessions": 3, "botEvents": 1})
+        json!({"events": 4, "pageviews": 4, "visitors": 2, "sessions": 3, "botEvents": 1,
+               "bounceRate": 2.0 / 3.0, "viewsPerVisit": 4.0 / 3.0,
+               "visitDurationSeconds": 100.0})
     );
     assert_eq!(germany["topCountries"], json!([item("DE", 4, 2)]));
     let home_in_germany = metrics(
@@ -143,7 +164,8 @@ async fn filters_combine_with_and(backend: Backend) {
     .await;
     assert_eq!(
         home_in_germany["totals"],
-        json!({"events": 2, "pageviews": 2, "visitors": 2, "sessions": 2, "botEvents": 1})
+        json!({"events": 2, "pageviews": 2, "visitors": 2, "sessions": 2, "botEvents": 1,
+               "bounceRate": 1.0, "viewsPerVisit": 1.0, "visitDurationSeconds": 0.0})
     );
     let mobile_views = metrics(
         &server,
@@ -192,6 +214,35 @@ async fn hourly_buckets_include_the_empty_ones(backend: Backend) {
     )
     .await;
     assert_eq!(edge["totals"]["events"], 1);
+    // Weeks start on Monday 00:00 UTC, months on the first: every event in one bucket.
+    for (interval, starts_a_bucket) in [
+        (
+            "week",
+            (|t| t.weekday() == chrono::Weekday::Mon) as fn(&DateTime<Utc>) -> bool,
+        ),
+        ("month", |t| t.day() == 1),
+    ] {
+        let report = metrics(
+            &server,
+            json!({"from": fixture.at(0, 0), "to": fixture.at(3, 0), "interval": interval}),
+        )
+        .await;
+        assert_eq!(report["interval"], interval);
+        let series = report["series"].as_array().expect("series");
+        assert!((1..=2).contains(&series.len()), "{report}");
+        let events: u64 = series
+            .iter()
+            .filter_map(|point| point["events"].as_u64())
+            .sum();
+        assert_eq!(events, 8, "{report}");
+        for point in series {
+            let t: DateTime<Utc> = point["t"].as_str().and_then(|t| t.parse().ok()).expect("t");
+            assert!(
+                starts_a_bucket(&t) && t.time() == chrono::NaiveTime::MIN,
+                "{report}"
+            );
+        }
+    }
 }
 
 async fn bad_metrics_inputs_are_bad_requests(backend: Backend) {
@@ -245,7 +296,8 @@ async fn metrics_are_for_admins_only(backend: Backend) {
         .expect("an empty store answers");
     assert_eq!(
         empty["totals"],
-        json!({"events": 0, "pageviews": 0, "visitors": 0, "sessions": 0, "botEvents": 0})
+        json!({"events": 0, "pageviews": 0, "visitors": 0, "sessions": 0, "botEvents": 0,
+               "bounceRate": 0.0, "viewsPerVisit": 0.0, "visitDurationSeconds": 0.0})
     );
     assert_eq!(
         empty["series"].as_array().map(Vec::len),

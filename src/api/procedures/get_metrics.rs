@@ -149,7 +149,7 @@ mod tests {
             field_errors(json!({"from": "2025-01-01T00:00:00Z", "to": "2026-11-19T00:00:00Z"})),
             ["to"]
         );
-        assert_eq!(field_errors(json!({"interval": "week"})), ["interval"]);
+        assert_eq!(field_errors(json!({"interval": "minute"})), ["interval"]);
         assert_eq!(field_errors(json!({"limit": 0})), ["limit"]);
         assert_eq!(field_errors(json!({"limit": 101})), ["limit"]);
         assert_eq!(

@@ -15,6 +15,7 @@ pub mod compaction;
 pub mod schema;
 pub mod segment;
 mod tally;
+mod visits;
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::result::QueryResult;

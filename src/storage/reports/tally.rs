@@ -15,10 +15,11 @@ use uuid::Uuid;
 
 use super::PAGEVIEW_EVENT;
 use super::segment::{self, HOUR_SECONDS, Segment};
+use super::visits::Visits;
 use crate::domain::{MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, TopItem};
 
 /// No id: the value is absent, or the visitor unknown.
-const NONE: u32 = u32::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// The top lists, by the segment column each groups by.
 const LISTS: [usize; 7] = [
@@ -30,6 +31,9 @@ const LISTS: [usize; 7] = [
     segment::BROWSER_NAME,
     segment::EVENT_TYPE,
 ];
+
+/// The index of the pages in [`LISTS`].
+const PATH_LIST: usize = 0;
 
 /// Values kept inline per visitor for a list of `column`: a visitor sees a handful of
 /// pages and event types, and mostly one country, device, browser, referrer and source.
@@ -189,8 +193,8 @@ fn wanted(query: &MetricsQuery) -> Vec<(usize, &str)> {
 pub(crate) struct Tally {
     query: MetricsQuery,
     buckets: Vec<DateTime<Utc>>,
-    first_bucket: i64,
-    bucket_seconds: i64,
+    /// Unix seconds of each bucket's start.
+    bucket_starts: Vec<i64>,
     from_micros: i64,
     to_micros: i64,
     /// Report-wide ids: a visitor id per user, and per session its id and its visitor id.
@@ -208,18 +212,18 @@ pub(crate) struct Tally {
     series_events: Vec<u64>,
     series_visitors: Vec<u64>,
     lists: [TopList; LISTS.len()],
+    visits: Visits,
 }
 
 impl Tally {
     pub(crate) fn new(query: &MetricsQuery) -> Self {
         let buckets = query.buckets();
-        let first_bucket = buckets.first().map_or(0, DateTime::timestamp);
+        let bucket_starts = buckets.iter().map(DateTime::timestamp).collect();
         Self {
             series_events: vec![0; buckets.len()],
             series_visitors: vec![0; buckets.len()],
             buckets,
-            first_bucket,
-            bucket_seconds: query.interval.duration().num_seconds(),
+            bucket_starts,
             from_micros: segment::micros_of(query.from),
             to_micros: segment::micros_of(query.to),
             query: query.clone(),
@@ -232,6 +236,7 @@ impl Tally {
             pageviews: 0,
             bot_events: 0,
             lists: LISTS.map(|column| TopList::new(inline_slots(column))),
+            visits: Visits::default(),
         }
     }
 
@@ -292,10 +297,11 @@ impl Tally {
             return;
         }
         let whole_hour = low <= 0 && high >= HOUR_SECONDS * 1_000_000;
-        let bucket = (segment.hour_start - self.first_bucket).div_euclid(self.bucket_seconds);
-        let Some(bucket) = usize::try_from(bucket)
-            .ok()
-            .filter(|bucket| *bucket < self.buckets.len())
+        // Buckets start on hours: the hour lies in the last bucket starting at or before it.
+        let Some(bucket) = self
+            .bucket_starts
+            .partition_point(|start| *start <= segment.hour_start)
+            .checked_sub(1)
         else {
             return;
         };
@@ -335,6 +341,7 @@ impl Tally {
 
         let event_types = &segment.text_ids[segment::EVENT_TYPE];
         let users = &segment.text_ids[segment::USER_ID];
+        let paths = &segment.text_ids[segment::PATH];
         let bots = segment.bot_flags();
         // The events the query counts, and their visitors, for the lists below.
         let mut rows = Vec::with_capacity(segment.len());
@@ -374,11 +381,15 @@ impl Tally {
             };
             self.events += 1;
             self.series_events[bucket] += 1;
-            if event_types[i] == pageview {
+            let is_pageview = event_types[i] == pageview;
+            if is_pageview {
                 self.pageviews += 1;
             }
             if session != NONE {
                 self.sessions_seen.insert(session);
+                let at = hour_micros + i64::from(segment.offsets[i]);
+                let page = is_pageview.then(|| list_ids[PATH_LIST][paths[i] as usize]);
+                self.visits.add(session, at, page, visitor);
             }
             if visitor != NONE {
                 let last = &mut self.last_bucket[visitor as usize];
@@ -417,6 +428,12 @@ impl Tally {
             browsers,
             event_types,
         ] = self.lists;
+        let (visits, entry_pages, exit_pages) = self.visits.finish(&pages.values, limit);
+        let views_per_visit = if sessions == 0 {
+            0.0
+        } else {
+            self.pageviews as f64 / sessions as f64
+        };
         MetricsReport {
             from: self.query.from,
             to: self.query.to,
@@ -427,6 +444,9 @@ impl Tally {
                 visitors: u64::from(self.visitors),
                 sessions,
                 bot_events: self.bot_events,
+                bounce_rate: visits.bounce_rate,
+                views_per_visit,
+                visit_duration_seconds: visits.visit_duration_seconds,
             },
             series: self
                 .buckets
@@ -445,6 +465,8 @@ impl Tally {
             devices: devices.top(limit),
             browsers: browsers.top(limit),
             event_types: event_types.top(limit),
+            entry_pages,
+            exit_pages,
         }
     }
 }
