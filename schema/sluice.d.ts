@@ -31,6 +31,17 @@ export interface BatchItemResult {
   status: SettledStatus;
 }
 
+/** The range a report is compared with. */
+export type Compare = "previousPeriod" | "previousYear";
+
+/** The figures of the range a report is compared with. */
+export interface Comparison {
+  from: string;
+  series: Array<SeriesPoint>;
+  to: string;
+  totals: MetricsTotals;
+}
+
 /** Who a consent decision is about. */
 export type ConsentSubject = {
   id: string;
@@ -101,6 +112,19 @@ export type EntityType = "project" | "asset" | "license" | "creator" | "brand" |
 /** Where an event was produced. */
 export type EventSource = "web" | "api" | "mobile" | "system" | "webhook";
 
+/** A filter's parts; all given parts must hold. */
+export interface FilterRule {
+  /** The value contains this text. */
+  contains?: string | null;
+  /** The value is one of these. */
+  is?: Array<string> | null;
+  /** The value is none of these; an event without the field is kept. */
+  isNot?: Array<string> | null;
+}
+
+/** What one filter keeps: a value equal to a string, or a rule whose every part holds. */
+export type FilterValue = string | FilterRule;
+
 /** The output of `eventIngestion.forceFlush`. */
 export interface ForceFlushOutput {
   /** True when the buffer was emptied into the database. */
@@ -112,16 +136,36 @@ export interface ForceFlushOutput {
 
 /** The input of `eventIngestion.getMetrics` (docs/live-and-metrics.md "Metrics and the dashboard"); every field optional. */
 export interface GetMetricsInput {
+  /** Also report the range of equal length just before, or a year before. */
+  compare?: Compare | null;
   eventType?: string | null;
   filters?: MetricsFilters | null;
   /** RFC 3339, inclusive; default `to` minus 7 days. */
   from?: string | null;
+  /** Up to 20 goals, each naming an event type, a path (`*` at the end: a prefix) or both. */
+  goals?: Array<Goal> | null;
   /** Default: `hour` for ranges up to 2 days, else `day`. */
   interval?: Interval | null;
   /** Rows per top list, 1..=100 (default 10). */
   limit?: number | null;
   /** RFC 3339, exclusive; default now. At most 366 days after `from`. */
   to?: string | null;
+}
+
+/** A conversion goal: events of a type, or page views of a path (`*` at the end: a prefix), or both. */
+export interface Goal {
+  eventType?: string | null;
+  name: string;
+  path?: string | null;
+}
+
+/** How many reached one goal. */
+export interface GoalReport {
+  /** The goal's visitors over `totals.visitors` (0 when there are none). */
+  conversionRate: number;
+  events: number;
+  name: string;
+  visitors: number;
 }
 
 /** Overall state, from flush failures and buffer fill. */
@@ -187,18 +231,22 @@ export interface LiveSnapshot {
 
 /** Dimensions a query narrows to; every filter given must match (AND). */
 export interface MetricsFilters {
+  browserName?: FilterValue | null;
   /** ISO 3166-1 alpha-2. */
-  country?: string | null;
-  deviceType?: string | null;
+  country?: FilterValue | null;
+  deviceType?: FilterValue | null;
+  eventType?: FilterValue | null;
   /** The page path, as in live analytics (`props.path`, else `props.page`, else the landing page's path). */
-  path?: string | null;
-  referrerHost?: string | null;
-  utmSource?: string | null;
+  path?: FilterValue | null;
+  referrerHost?: FilterValue | null;
+  utmSource?: FilterValue | null;
 }
 
 /** The answer of `getMetrics`. Every figure is exact. */
 export interface MetricsReport {
   browsers: Array<TopItem>;
+  /** The compared range, when `compare` was asked for. */
+  comparison?: Comparison | null;
   devices: Array<TopItem>;
   /** Each session's first page view in range, by path; most sessions first. */
   entryPages: Array<SessionPage>;
@@ -206,6 +254,8 @@ export interface MetricsReport {
   /** Each session's last page view in range, by path; most sessions first. */
   exitPages: Array<SessionPage>;
   from: string;
+  /** The goals asked for, in their order; absent when none were. */
+  goals?: Array<GoalReport> | null;
   interval: Interval;
   /** Every bucket of the range, zeros included, oldest first. */
   series: Array<SeriesPoint>;

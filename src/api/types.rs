@@ -113,4 +113,10 @@ pub struct GetMetricsInput {
     #[validate(range(min = 1, max = 100))]
     #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
+    /// Also report the range of equal length just before, or a year before.
+    pub compare: Option<crate::domain::Compare>,
+    /// Up to 20 goals, each naming an event type, a path (`*` at the end: a prefix) or both.
+    #[validate(length(max = 20))]
+    #[schemars(length(max = 20))]
+    pub goals: Option<Vec<crate::domain::Goal>>,
 }

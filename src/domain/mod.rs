@@ -25,8 +25,8 @@ pub use event::{Enrichment, EventRecord, Props, new_event_id};
 pub use invalid_input::InvalidInput;
 pub use place::Place;
 pub use report::{
-    Interval, MetricsFilters, MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, SessionPage,
-    TopItem,
+    Compare, Comparison, FilterRule, FilterValue, Goal, GoalReport, Interval, MetricsFilters,
+    MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, SessionPage, TopItem,
 };
 pub use request::RequestContext;
 pub use track::{EntityType, EventSource, TrackEventInput, TrackEventOutput, TrackStatus};

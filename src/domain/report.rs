@@ -48,18 +48,136 @@ impl Interval {
     }
 }
 
+/// What one filter keeps: a value equal to a string, or a rule whose every part holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FilterValue {
+    Equals(String),
+    Rule(FilterRule),
+}
+
+/// By hand rather than `untagged`, so that a rule with a misspelt part is refused with the
+/// part's name instead of "did not match any variant".
+impl<'de> Deserialize<'de> for FilterValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = FilterValue;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a string or {is, isNot, contains}")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<FilterValue, E> {
+                Ok(FilterValue::Equals(value.to_owned()))
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<FilterValue, M::Error> {
+                FilterRule::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(FilterValue::Rule)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A filter's parts; all given parts must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterRule {
+    /// The value is one of these.
+    pub is: Option<Vec<String>>,
+    /// The value is none of these; an event without the field is kept.
+    pub is_not: Option<Vec<String>>,
+    /// The value contains this text.
+    pub contains: Option<String>,
+}
+
+impl FilterValue {
+    /// Whether an event whose field is `value` (`None`: it has none) is kept.
+    pub fn keeps(&self, value: Option<&str>) -> bool {
+        match self {
+            Self::Equals(wanted) => value == Some(wanted.as_str()),
+            Self::Rule(rule) => {
+                let is = rule
+                    .is
+                    .as_ref()
+                    .is_none_or(|list| value.is_some_and(|value| list.iter().any(|v| v == value)));
+                let is_not = rule
+                    .is_not
+                    .as_ref()
+                    .is_none_or(|list| value.is_none_or(|value| list.iter().all(|v| v != value)));
+                let contains = rule
+                    .contains
+                    .as_ref()
+                    .is_none_or(|part| value.is_some_and(|value| value.contains(part.as_str())));
+                is && is_not && contains
+            }
+        }
+    }
+}
+
 /// Dimensions a query narrows to; every filter given must match (AND).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricsFilters {
     /// The page path, as in live analytics (`props.path`, else `props.page`, else the
     /// landing page's path).
-    pub path: Option<String>,
-    pub utm_source: Option<String>,
-    pub referrer_host: Option<String>,
+    pub path: Option<FilterValue>,
+    pub utm_source: Option<FilterValue>,
+    pub referrer_host: Option<FilterValue>,
     /// ISO 3166-1 alpha-2.
-    pub country: Option<String>,
-    pub device_type: Option<String>,
+    pub country: Option<FilterValue>,
+    pub device_type: Option<FilterValue>,
+    pub event_type: Option<FilterValue>,
+    pub browser_name: Option<FilterValue>,
+}
+
+/// The range a report is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Compare {
+    /// The range of equal length just before.
+    PreviousPeriod,
+    /// The same range a year before.
+    PreviousYear,
+}
+
+/// A conversion goal: events of a type, or page views of a path (`*` at the end: a prefix),
+/// or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Goal {
+    pub name: String,
+    pub event_type: Option<String>,
+    pub path: Option<String>,
+}
+
+impl Goal {
+    /// Whether an event of `event_type` on `path` reaches this goal.
+    pub fn reached_by(&self, event_type: &str, path: Option<&str>) -> bool {
+        self.wants_type(event_type) && self.wants_path(path)
+    }
+
+    /// Whether the goal's event type, if it names one, is `event_type`.
+    pub fn wants_type(&self, event_type: &str) -> bool {
+        self.event_type
+            .as_deref()
+            .is_none_or(|wanted| wanted == event_type)
+    }
+
+    /// Whether the goal's path, if it names one, matches `path`.
+    pub fn wants_path(&self, path: Option<&str>) -> bool {
+        self.path.as_deref().is_none_or(|wanted| {
+            path.is_some_and(|path| match wanted.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => path == wanted,
+            })
+        })
+    }
 }
 
 /// A checked metrics query: `from` inclusive, `to` exclusive, at most 366 days apart.
@@ -72,9 +190,30 @@ pub struct MetricsQuery {
     pub filters: MetricsFilters,
     /// Rows per top list.
     pub limit: usize,
+    pub compare: Option<Compare>,
+    pub goals: Vec<Goal>,
 }
 
 impl MetricsQuery {
+    /// The query of the range this one is compared with, if it asks for one: the same
+    /// filters, without goals or a comparison of its own.
+    pub fn compared(&self) -> Option<Self> {
+        let (from, to) = match self.compare? {
+            Compare::PreviousPeriod => (self.from - (self.to - self.from), self.from),
+            Compare::PreviousYear => (
+                self.from.checked_sub_months(Months::new(12))?,
+                self.to.checked_sub_months(Months::new(12))?,
+            ),
+        };
+        Some(Self {
+            from,
+            to,
+            compare: None,
+            goals: Vec::new(),
+            ..self.clone()
+        })
+    }
+
     /// The start of every bucket of the series: from the bucket holding `from` up to the one
     /// holding the last instant before `to`.
     pub fn buckets(&self) -> Vec<DateTime<Utc>> {
@@ -142,6 +281,29 @@ pub struct SessionPage {
     pub visitors: u64,
 }
 
+/// How many reached one goal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GoalReport {
+    pub name: String,
+    pub events: u64,
+    pub visitors: u64,
+    /// The goal's visitors over `totals.visitors` (0 when there are none).
+    pub conversion_rate: f64,
+}
+
+/// The figures of the range a report is compared with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    #[schemars(with = "String")]
+    pub from: DateTime<Utc>,
+    #[schemars(with = "String")]
+    pub to: DateTime<Utc>,
+    pub totals: MetricsTotals,
+    pub series: Vec<SeriesPoint>,
+}
+
 /// The answer of `getMetrics`. Every figure is exact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -165,6 +327,12 @@ pub struct MetricsReport {
     pub entry_pages: Vec<SessionPage>,
     /// Each session's last page view in range, by path; most sessions first.
     pub exit_pages: Vec<SessionPage>,
+    /// The goals asked for, in their order; absent when none were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goals: Option<Vec<GoalReport>>,
+    /// The compared range, when `compare` was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
 }
 
 #[cfg(test)]
@@ -183,6 +351,8 @@ mod tests {
             event_type: None,
             filters: MetricsFilters::default(),
             limit: 10,
+            compare: None,
+            goals: Vec::new(),
         }
     }
 
@@ -245,6 +415,56 @@ mod tests {
                 at("2026-02-01T00:00:00Z"),
                 at("2026-03-01T00:00:00Z")
             ]
+        );
+    }
+
+    #[test]
+    fn filter_rules_and_goals_match_as_documented() {
+        let rule = |json: &str| serde_json::from_str::<FilterValue>(json).expect("filter");
+        assert!(rule(r#""DE""#).keeps(Some("DE")));
+        assert!(!rule(r#""DE""#).keeps(None));
+        let not_de = rule(r#"{"isNot": ["DE"]}"#);
+        assert!(not_de.keeps(None) && not_de.keeps(Some("FR")) && !not_de.keeps(Some("DE")));
+        let both = rule(r#"{"is": ["/a", "/ab"], "contains": "b"}"#);
+        assert!(both.keeps(Some("/ab")) && !both.keeps(Some("/a")) && !both.keeps(None));
+        let error = serde_json::from_str::<FilterValue>(r#"{"isnt": ["DE"]}"#).expect_err("typo");
+        assert!(error.to_string().contains("isnt"), "{error}");
+
+        let goal = |event_type: Option<&str>, path: Option<&str>| Goal {
+            name: "g".into(),
+            event_type: event_type.map(Into::into),
+            path: path.map(Into::into),
+        };
+        assert!(goal(None, Some("/docs*")).reached_by("page_viewed", Some("/docs/api")));
+        assert!(!goal(None, Some("/docs*")).reached_by("page_viewed", None));
+        assert!(!goal(None, Some("/docs")).reached_by("page_viewed", Some("/docs/api")));
+        assert!(goal(Some("signup"), None).reached_by("signup", None));
+        assert!(!goal(Some("signup"), Some("/")).reached_by("signup", Some("/x")));
+    }
+
+    #[test]
+    fn a_comparison_is_the_period_before_or_the_year_before() {
+        let mut query = query(
+            "2026-03-01T00:00:00Z",
+            "2026-03-08T00:00:00Z",
+            Interval::Day,
+        );
+        assert_eq!(query.compared(), None);
+        query.compare = Some(Compare::PreviousPeriod);
+        let before = query.compared().expect("compared");
+        assert_eq!(
+            (before.from, before.to),
+            (at("2026-02-22T00:00:00Z"), query.from)
+        );
+        assert_eq!(
+            (before.compare, before.filters),
+            (None, query.filters.clone())
+        );
+        query.compare = Some(Compare::PreviousYear);
+        let year = query.compared().expect("compared");
+        assert_eq!(
+            (year.from, year.to),
+            (at("2025-03-01T00:00:00Z"), at("2025-03-08T00:00:00Z"))
         );
     }
 }

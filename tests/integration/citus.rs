@@ -60,6 +60,8 @@ fn metrics_query() -> MetricsQuery {
         event_type: None,
         filters: Default::default(),
         limit: 10,
+        compare: None,
+        goals: Vec::new(),
     }
 }
 

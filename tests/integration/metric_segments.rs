@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sluice::domain::{
-    EventRecord, Interval, MetricsFilters, MetricsQuery, MetricsReport, Props, test_support,
+    EventRecord, FilterValue, Interval, MetricsFilters, MetricsQuery, MetricsReport, Props,
+    test_support,
 };
 use sluice::storage::EventStore;
 use uuid::Uuid;
@@ -65,6 +66,8 @@ fn whole_range() -> MetricsQuery {
         event_type: None,
         filters: MetricsFilters::default(),
         limit: 100,
+        compare: None,
+        goals: Vec::new(),
     }
 }
 
@@ -153,7 +156,7 @@ async fn compaction_merges_segments_and_keeps_every_figure(store: Arc<dyn EventS
         whole_range(),
         MetricsQuery {
             filters: MetricsFilters {
-                country: Some("DE".into()),
+                country: Some(FilterValue::Equals("DE".into())),
                 ..MetricsFilters::default()
             },
             ..whole_range()

@@ -12,6 +12,9 @@ use crate::support::{Backend, TestServer, assert_error, call, error_data, jwt};
 backend_tests!(
     every_figure_of_the_fixture_is_right,
     filters_combine_with_and,
+    filter_rules_keep_what_they_say,
+    goals_count_visitors_who_reached_them,
+    a_range_is_compared_with_the_one_before,
     hourly_buckets_include_the_empty_ones,
     bad_metrics_inputs_are_bad_requests,
     metrics_are_for_admins_only,
@@ -187,6 +190,113 @@ async fn filters_combine_with_and(backend: Backend) {
     assert_eq!(from_newsletter["series"].as_array().map(Vec::len), Some(3));
 }
 
+async fn filter_rules_keep_what_they_say(backend: Backend) {
+    let (server, fixture) = with_fixture(backend).await;
+    let events = |filters: Value| {
+        let server = &server;
+        let input = json!({"from": fixture.at(0, 0), "to": fixture.at(3, 0), "filters": filters});
+        async move { metrics(server, input).await["totals"]["events"].clone() }
+    };
+    // Not Germany: the two US events, the French one, and the server event without country.
+    assert_eq!(events(json!({"country": {"isNot": ["DE"]}})).await, 4);
+    // The page view of /pricing and the click on it.
+    assert_eq!(events(json!({"path": {"contains": "ric"}})).await, 2);
+    assert_eq!(
+        events(json!({"eventType": {"is": ["signup_clicked", "report_exported"]}})).await,
+        2
+    );
+    assert_eq!(events(json!({"browserName": "Mobile Safari"})).await, 2);
+    assert_eq!(
+        events(
+            json!({"country": {"is": ["DE", "FR"], "isNot": ["FR"]}, "eventType": "page_viewed"})
+        )
+        .await,
+        4,
+        "the parts of a rule and the filters all hold"
+    );
+    assert_eq!(
+        events(json!({"browserName": {"contains": "Opera"}})).await,
+        0
+    );
+}
+
+async fn goals_count_visitors_who_reached_them(backend: Backend) {
+    let (server, fixture) = with_fixture(backend).await;
+    let report = metrics(
+        &server,
+        json!({"from": fixture.at(0, 0), "to": fixture.at(3, 0), "goals": [
+            {"name": "Signed up", "eventType": "signup_clicked"},
+            {"name": "Read the docs", "path": "/doc*"},
+            {"name": "Saw pricing", "eventType": "page_viewed", "path": "/pricing"},
+            {"name": "Nobody", "path": "/careers"}
+        ]}),
+    )
+    .await;
+    let goal = |name: &str, events: u64, visitors: u64, rate: f64| json!({"name": name, "events": events, "visitors": visitors, "conversionRate": rate});
+    // Four visitors in all; the docs were read in session 3 and by the signed-in user.
+    assert_eq!(
+        report["goals"],
+        json!([
+            goal("Signed up", 1, 1, 0.25),
+            goal("Read the docs", 2, 2, 0.5),
+            goal("Saw pricing", 1, 1, 0.25),
+            goal("Nobody", 0, 0, 0.0)
+        ])
+    );
+    let without = metrics(
+        &server,
+        json!({"from": fixture.at(0, 0), "to": fixture.at(3, 0)}),
+    )
+    .await;
+    assert!(
+        without.get("goals").is_none(),
+        "no goals asked, none answered"
+    );
+    assert!(without.get("comparison").is_none());
+}
+
+async fn a_range_is_compared_with_the_one_before(backend: Backend) {
+    let (server, fixture) = with_fixture(backend).await;
+    let report = metrics(
+        &server,
+        json!({"from": fixture.at(1, 0), "to": fixture.at(3, 0), "interval": "day",
+               "compare": "previousPeriod"}),
+    )
+    .await;
+    assert_eq!(report["totals"]["events"], 5, "days 1 and 2");
+    let comparison = &report["comparison"];
+    let day = |days| {
+        chrono::DateTime::parse_from_rfc3339(&fixture.at(days, 0))
+            .expect("time")
+            .with_timezone(&Utc)
+    };
+    let parsed = |field: &str| {
+        comparison[field]
+            .as_str()
+            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+            .expect("time")
+    };
+    assert_eq!((parsed("from"), parsed("to")), (day(-1), day(1)));
+    // Day 0: session 1's two page views and session 2's first.
+    assert_eq!(comparison["totals"]["events"], 3);
+    assert_eq!(comparison["totals"]["visitors"], 2);
+    assert_eq!(comparison["totals"]["sessions"], 2);
+    let series: Vec<u64> = comparison["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|point| point["events"].as_u64())
+        .collect();
+    assert_eq!(series, [0, 3]);
+    let a_year_before = metrics(
+        &server,
+        json!({"from": fixture.at(0, 0), "to": fixture.at(3, 0), "compare": "previousYear"}),
+    )
+    .await;
+    assert_eq!(a_year_before["comparison"]["totals"]["events"], 0);
+    assert_eq!(a_year_before["totals"]["events"], 8);
+}
+
 async fn hourly_buckets_include_the_empty_ones(backend: Backend) {
     let (server, fixture) = with_fixture(backend).await;
     let report = metrics(
@@ -262,6 +372,22 @@ async fn bad_metrics_inputs_are_bad_requests(backend: Backend) {
         (json!({"limit": 0}), "limit"),
         (json!({"limit": 1000}), "limit"),
         (json!({"filters": {"city": "Berlin"}}), "filters"),
+        (json!({"filters": {"country": {}}}), "filters"),
+        (
+            json!({"filters": {"country": {"isnt": ["DE"]}}}),
+            "filters.country",
+        ),
+        (json!({"filters": {"country": 7}}), "filters.country"),
+        (json!({"compare": "lastWeek"}), "compare"),
+        (json!({"goals": [{"name": "Everything"}]}), "goals"),
+        (
+            json!({"goals": [{"name": "", "eventType": "signup"}]}),
+            "goals",
+        ),
+        (
+            json!({"goals": (0..21).map(|n| json!({"name": n.to_string(), "path": "/"})).collect::<Vec<_>>()}),
+            "goals",
+        ),
     ] {
         let error = server
             .admin_call("eventIngestion.getMetrics", input.clone())

@@ -7,7 +7,7 @@ use super::{Access, Kind, ProcedureSpec, handler, schema_of};
 use crate::api::EventIngestion;
 use crate::api::error::{ApiError, InvalidInput};
 use crate::api::types::GetMetricsInput;
-use crate::domain::{Interval, MetricsQuery, MetricsReport};
+use crate::domain::{FilterValue, Goal, Interval, MetricsFilters, MetricsQuery, MetricsReport};
 use crate::pipeline::validation::{collect_validator_errors, parse_input};
 
 /// The range when none is given.
@@ -57,6 +57,8 @@ pub fn metrics_query(
     if let Err(derived) = validator::Validate::validate(&input) {
         collect_validator_errors(&derived, "", &mut errors);
     }
+    check_filters(input.filters.as_ref(), &mut errors);
+    check_goals(input.goals.as_deref().unwrap_or_default(), &mut errors);
     let from = parse_time(input.from.as_deref(), "from", &mut errors);
     let to = parse_time(input.to.as_deref(), "to", &mut errors);
     if !errors.is_empty() {
@@ -87,7 +89,73 @@ pub fn metrics_query(
         event_type: input.event_type,
         filters: input.filters.unwrap_or_default(),
         limit: input.limit.map_or(DEFAULT_LIMIT, |limit| limit as usize),
+        compare: input.compare,
+        goals: input.goals.unwrap_or_default(),
     })
+}
+
+/// Longest text a filter or a goal may hold, and most values in one `is` or `isNot`.
+const MAX_TEXT: usize = 255;
+const MAX_VALUES: usize = 100;
+
+/// A rule must say something, and within bounds.
+fn check_filters(filters: Option<&MetricsFilters>, errors: &mut InvalidInput) {
+    let Some(filters) = filters else { return };
+    let all = [
+        &filters.path,
+        &filters.utm_source,
+        &filters.referrer_host,
+        &filters.country,
+        &filters.device_type,
+        &filters.event_type,
+        &filters.browser_name,
+    ];
+    for filter in all.into_iter().flatten() {
+        let problem = match filter {
+            FilterValue::Equals(value) => (value.len() > MAX_TEXT).then_some("a value is too long"),
+            FilterValue::Rule(rule) => {
+                let lists: Vec<&Vec<String>> =
+                    [&rule.is, &rule.is_not].into_iter().flatten().collect();
+                let mut texts = lists.iter().copied().flatten().chain(&rule.contains);
+                if rule.is.is_none() && rule.is_not.is_none() && rule.contains.is_none() {
+                    Some("a filter needs is, isNot or contains")
+                } else if lists.iter().any(|list| list.len() > MAX_VALUES) {
+                    Some("is and isNot take at most 100 values")
+                } else if texts.any(|text| text.len() > MAX_TEXT) {
+                    Some("a value is too long")
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(problem) = problem {
+            errors.field("filters", problem);
+            return;
+        }
+    }
+}
+
+/// Each goal has a name and names an event type, a path, or both.
+fn check_goals(goals: &[Goal], errors: &mut InvalidInput) {
+    for goal in goals {
+        let problem = if goal.name.is_empty() || goal.name.len() > 100 {
+            Some("a goal's name has 1 to 100 characters")
+        } else if goal.event_type.is_none() && goal.path.is_none() {
+            Some("a goal names an eventType, a path, or both")
+        } else if [&goal.event_type, &goal.path]
+            .into_iter()
+            .flatten()
+            .any(|text| text.is_empty() || text.len() > MAX_TEXT)
+        {
+            Some("a goal's eventType and path have 1 to 255 characters")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            errors.field("goals", problem);
+            return;
+        }
+    }
 }
 
 fn parse_time(text: Option<&str>, field: &str, errors: &mut InvalidInput) -> Option<DateTime<Utc>> {

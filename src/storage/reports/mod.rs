@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::run::Run;
 use super::schema::types::Stored;
 use super::{Segments, StorageError};
-use crate::domain::{EventRecord, MetricsQuery, MetricsReport};
+use crate::domain::{Comparison, EventRecord, MetricsQuery, MetricsReport};
 pub use segment::NewSegment;
 use segment::{HOUR_SECONDS, Segment, SegmentEvent};
 
@@ -87,13 +87,13 @@ impl From<MetricColumns> for MetricRow {
     }
 }
 
-/// The hour-aligned windows `[start, end)` (unix seconds of hour starts) a query's range is
-/// read in, oldest first.
-pub(crate) fn read_windows(query: &MetricsQuery) -> Vec<(i64, i64)> {
+/// The hour-aligned windows `[start, end)` (unix seconds of hour starts) the range
+/// `[from, to)` is read in, oldest first.
+pub(crate) fn read_windows(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(i64, i64)> {
     let step = READ_WINDOW.num_seconds();
-    let end = query.to.timestamp().div_euclid(HOUR_SECONDS) * HOUR_SECONDS + HOUR_SECONDS;
+    let end = to.timestamp().div_euclid(HOUR_SECONDS) * HOUR_SECONDS + HOUR_SECONDS;
     let mut windows = Vec::new();
-    let mut start = segment::hour_of(query.from);
+    let mut start = segment::hour_of(from);
     while start < end {
         windows.push((start, (start + step).min(end)));
         start += step;
@@ -158,10 +158,50 @@ pub(crate) async fn report<S: Segments + ?Sized>(
     store: &S,
     query: &MetricsQuery,
 ) -> Result<MetricsReport, StorageError> {
+    let compared = query.compared();
+    let mut main = tally::Tally::new(query);
+    let mut other = compared.as_ref().map(tally::Tally::new);
+    // Each tally skips the hours outside its range, so a segment read once serves both: one
+    // read of both ranges when they touch, else one read each (older first).
+    let spans = match &compared {
+        Some(before) if before.to < query.from => {
+            vec![(before.from, before.to), (query.from, query.to)]
+        }
+        Some(before) => vec![(before.from, query.to)],
+        None => vec![(query.from, query.to)],
+    };
+    for (from, to) in spans {
+        fold(store, from, to, |segment| {
+            main.add(segment);
+            if let Some(other) = other.as_mut() {
+                other.add(segment);
+            }
+        })
+        .await?;
+    }
+    let mut report = main.finish();
+    report.comparison = compared.zip(other).map(|(before, tally)| {
+        let figures = tally.finish();
+        Comparison {
+            from: before.from,
+            to: before.to,
+            totals: figures.totals,
+            series: figures.series,
+        }
+    });
+    Ok(report)
+}
+
+/// Reads the segments of `[from, to)` in order and hands each to `add`.
+async fn fold<S: Segments + ?Sized>(
+    store: &S,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    mut add: impl FnMut(&Segment<'_>),
+) -> Result<(), StorageError> {
     use futures_util::{StreamExt, TryStreamExt};
-    let mut tally = tally::Tally::new(query);
     // The next window is read (on another pooled connection) while this one is folded.
-    let mut windows = futures_util::stream::iter(read_windows(query))
+    let mut windows = futures_util::stream::iter(read_windows(from, to))
         .map(|(start, end)| store.metric_segments(start, end))
         .buffered(READS_AHEAD);
     while let Some(blobs) = windows.try_next().await? {
@@ -173,10 +213,10 @@ pub(crate) async fn report<S: Segments + ?Sized>(
         // The fold needs hours in order, as `metric_segments` returns them.
         debug_assert!(segments.is_sorted_by_key(|segment| segment.hour_start));
         for segment in &segments {
-            tally.add(segment);
+            add(segment);
         }
     }
-    Ok(tally.finish())
+    Ok(())
 }
 
 /// A segment that does not decode, as a storage error.

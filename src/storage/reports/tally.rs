@@ -16,7 +16,9 @@ use uuid::Uuid;
 use super::PAGEVIEW_EVENT;
 use super::segment::{self, HOUR_SECONDS, Segment};
 use super::visits::Visits;
-use crate::domain::{MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, TopItem};
+use crate::domain::{
+    FilterValue, Goal, GoalReport, MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, TopItem,
+};
 
 /// No id: the value is absent, or the visitor unknown.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -171,27 +173,53 @@ impl IdSet {
         self.0[word] |= bit;
         new
     }
+
+    /// How many ids it holds.
+    fn count(&self) -> u64 {
+        self.0.iter().map(|word| u64::from(word.count_ones())).sum()
+    }
 }
 
-/// The query's filters as segment columns and the values they want.
-fn wanted(query: &MetricsQuery) -> Vec<(usize, &str)> {
+/// The query's filters as the segment columns they read (the top-level `eventType` is one
+/// more filter on the event type).
+fn filters_of(query: &MetricsQuery) -> Vec<(usize, FilterValue)> {
     let filters = &query.filters;
+    let top_level = query.event_type.clone().map(FilterValue::Equals);
     [
-        (segment::EVENT_TYPE, query.event_type.as_deref()),
-        (segment::PATH, filters.path.as_deref()),
-        (segment::UTM_SOURCE, filters.utm_source.as_deref()),
-        (segment::REFERRER_HOST, filters.referrer_host.as_deref()),
-        (segment::COUNTRY, filters.country.as_deref()),
-        (segment::DEVICE_TYPE, filters.device_type.as_deref()),
+        (segment::EVENT_TYPE, top_level.as_ref()),
+        (segment::EVENT_TYPE, filters.event_type.as_ref()),
+        (segment::PATH, filters.path.as_ref()),
+        (segment::UTM_SOURCE, filters.utm_source.as_ref()),
+        (segment::REFERRER_HOST, filters.referrer_host.as_ref()),
+        (segment::COUNTRY, filters.country.as_ref()),
+        (segment::DEVICE_TYPE, filters.device_type.as_ref()),
+        (segment::BROWSER_NAME, filters.browser_name.as_ref()),
     ]
     .into_iter()
-    .filter_map(|(column, value)| value.map(|value| (column, value)))
+    .filter_map(|(column, value)| value.map(|value| (column, value.clone())))
     .collect()
+}
+
+/// Per id of a segment's dictionary (0: none), whether `keeps` holds for its value.
+fn per_id(texts: &[&str], keeps: impl Fn(Option<&str>) -> bool) -> Vec<bool> {
+    std::iter::once(None)
+        .chain(texts.iter().map(|text| Some(*text)))
+        .map(keeps)
+        .collect()
+}
+
+/// One goal's count.
+struct GoalTally {
+    goal: Goal,
+    events: u64,
+    visitors: IdSet,
 }
 
 /// Folds segments into the report of one query.
 pub(crate) struct Tally {
     query: MetricsQuery,
+    filters: Vec<(usize, FilterValue)>,
+    goals: Vec<GoalTally>,
     buckets: Vec<DateTime<Utc>>,
     /// Unix seconds of each bucket's start.
     bucket_starts: Vec<i64>,
@@ -227,6 +255,16 @@ impl Tally {
             from_micros: segment::micros_of(query.from),
             to_micros: segment::micros_of(query.to),
             query: query.clone(),
+            filters: filters_of(query),
+            goals: query
+                .goals
+                .iter()
+                .map(|goal| GoalTally {
+                    goal: goal.clone(),
+                    events: 0,
+                    visitors: IdSet::default(),
+                })
+                .collect(),
             users: FxHashMap::default(),
             sessions: FxHashMap::default(),
             visitors: 0,
@@ -305,14 +343,33 @@ impl Tally {
         else {
             return;
         };
-        // The filters as this segment's ids; a wanted value it lacks leaves nothing.
-        let mut filters = Vec::new();
-        for (column, value) in wanted(&self.query) {
-            match segment.texts[column].iter().position(|text| *text == value) {
-                Some(k) => filters.push((column, k as u32 + 1)),
-                None => return,
+        // The filters as the ids of this segment's dictionaries they keep; a filter that
+        // keeps none of them leaves nothing.
+        let mut filters = Vec::with_capacity(self.filters.len());
+        for (column, filter) in &self.filters {
+            let keeps = per_id(&segment.texts[*column], |value| filter.keeps(value));
+            if !keeps.contains(&true) {
+                return;
             }
+            filters.push((*column, keeps));
         }
+        // Per goal, the event types and the paths of this segment that reach it.
+        let goals: Vec<(Vec<bool>, Vec<bool>)> = self
+            .goals
+            .iter()
+            .map(|tally| {
+                let goal = &tally.goal;
+                let types = per_id(&segment.texts[segment::EVENT_TYPE], |value| {
+                    value.is_some_and(|event_type| goal.wants_type(event_type))
+                });
+                (
+                    types,
+                    per_id(&segment.texts[segment::PATH], |value| {
+                        goal.wants_path(value)
+                    }),
+                )
+            })
+            .collect();
         let pageview = segment.texts[segment::EVENT_TYPE]
             .iter()
             .position(|text| *text == PAGEVIEW_EVENT)
@@ -353,8 +410,8 @@ impl Tally {
                     continue;
                 }
             }
-            for (column, id) in &filters {
-                if segment.text_ids[*column][i] != *id {
+            for (column, keeps) in &filters {
+                if !keeps[segment.text_ids[*column][i] as usize] {
                     continue 'events;
                 }
             }
@@ -398,6 +455,14 @@ impl Tally {
                     self.series_visitors[bucket] += 1;
                 }
             }
+            for (tally, (goal_types, goal_paths)) in self.goals.iter_mut().zip(&goals) {
+                if goal_types[event_types[i] as usize] && goal_paths[paths[i] as usize] {
+                    tally.events += 1;
+                    if visitor != NONE {
+                        tally.visitors.insert(visitor);
+                    }
+                }
+            }
             rows.push(i as u32);
             row_visitors.push(visitor);
         }
@@ -413,12 +478,7 @@ impl Tally {
 
     pub(crate) fn finish(self) -> MetricsReport {
         let limit = self.query.limit;
-        let sessions = self
-            .sessions_seen
-            .0
-            .iter()
-            .map(|word| u64::from(word.count_ones()))
-            .sum();
+        let sessions = self.sessions_seen.count();
         let [
             pages,
             referrers,
@@ -429,6 +489,25 @@ impl Tally {
             event_types,
         ] = self.lists;
         let (visits, entry_pages, exit_pages) = self.visits.finish(&pages.values, limit);
+        let visitors = u64::from(self.visitors);
+        let goals = (!self.goals.is_empty()).then(|| {
+            self.goals
+                .into_iter()
+                .map(|tally| {
+                    let reached: u64 = tally.visitors.count();
+                    GoalReport {
+                        name: tally.goal.name,
+                        events: tally.events,
+                        visitors: reached,
+                        conversion_rate: if visitors == 0 {
+                            0.0
+                        } else {
+                            reached as f64 / visitors as f64
+                        },
+                    }
+                })
+                .collect()
+        });
         let views_per_visit = if sessions == 0 {
             0.0
         } else {
@@ -467,6 +546,8 @@ impl Tally {
             event_types: event_types.top(limit),
             entry_pages,
             exit_pages,
+            goals,
+            comparison: None,
         }
     }
 }
