@@ -31,6 +31,15 @@ export interface BatchItemResult {
   status: SettledStatus;
 }
 
+/** The visitors who first came in one period. */
+export interface Cohort {
+  /** `retained[i]`: the cohort's visitors with an event in the `i`-th period from its own (so `retained[0] = visitors`), up to the last period of the range. */
+  retained: Array<number>;
+  /** The period's start, RFC 3339 UTC. */
+  start: string;
+  visitors: number;
+}
+
 /** The range a report is compared with. */
 export type Compare = "previousPeriod" | "previousYear";
 
@@ -134,6 +143,34 @@ export interface ForceFlushOutput {
   persisted: number;
 }
 
+/** The answer of `getFunnel`. */
+export interface FunnelReport {
+  /** The last step's visitors over the first step's. */
+  conversionRate: number;
+  from: string;
+  steps: Array<StepReport>;
+  to: string;
+}
+
+/** One step: events of a type, or page views of a path (`*` at the end: a prefix), or both. */
+export interface FunnelStep {
+  eventType?: string | null;
+  path?: string | null;
+}
+
+/** The input of `eventIngestion.getFunnel` (docs/live-and-metrics.md "Funnels"). */
+export interface GetFunnelInput {
+  filters?: MetricsFilters | null;
+  /** RFC 3339, inclusive; default `to` minus 7 days. */
+  from?: string | null;
+  /** 2 to 8 steps, each naming an event type, a path (`*` at the end: a prefix) or both. */
+  steps: Array<FunnelStep>;
+  /** RFC 3339, exclusive; default now. At most 366 days after `from`. */
+  to?: string | null;
+  /** Default `session`. */
+  within?: Within | null;
+}
+
 /** The input of `eventIngestion.getMetrics` (docs/live-and-metrics.md "Metrics and the dashboard"); every field optional. */
 export interface GetMetricsInput {
   /** Also report the range of equal length just before, or a year before. */
@@ -148,6 +185,17 @@ export interface GetMetricsInput {
   interval?: Interval | null;
   /** Rows per top list, 1..=100 (default 10). */
   limit?: number | null;
+  /** RFC 3339, exclusive; default now. At most 366 days after `from`. */
+  to?: string | null;
+}
+
+/** The input of `eventIngestion.getRetention` (docs/live-and-metrics.md "Retention cohorts"); every field optional. */
+export interface GetRetentionInput {
+  filters?: MetricsFilters | null;
+  /** RFC 3339, inclusive; default `to` minus 7 days. */
+  from?: string | null;
+  /** Default `week`. */
+  period?: Period | null;
   /** RFC 3339, exclusive; default now. At most 366 days after `from`. */
   to?: string | null;
 }
@@ -286,6 +334,9 @@ export interface MetricsTotals {
   visitors: number;
 }
 
+/** The length of a retention period. */
+export type Period = "day" | "week";
+
 /** Pool state as getStats reports it. */
 export interface PoolReport {
   available: number;
@@ -293,6 +344,15 @@ export interface PoolReport {
   maxSize: number;
   size: number;
   waiting: number;
+}
+
+/** The answer of `getRetention`. */
+export interface RetentionReport {
+  /** One per period of the range, oldest first, empty ones included. */
+  cohorts: Array<Cohort>;
+  from: string;
+  period: Period;
+  to: string;
 }
 
 /** One bucket of the series. */
@@ -358,6 +418,19 @@ export interface StatsReport {
   writeError?: string | null;
 }
 
+/** How many reached one step. */
+export interface StepReport {
+  /** This step's visitors over the first step's (0 when nobody did the first). */
+  conversionRate: number;
+  /** The previous step's visitors less this one's (0 for the first step). */
+  dropOff: number;
+  eventType?: string | null;
+  /** From 1. */
+  index: number;
+  path?: string | null;
+  visitors: number;
+}
+
 /** One table. */
 export interface TableDiagnosis {
   name: string;
@@ -408,6 +481,9 @@ export interface TrackEventOutput {
 /** What happened to one tracked event. */
 export type TrackStatus = "accepted" | "replayed" | "duplicate" | "suppressed";
 
+/** Where the steps must follow each other. */
+export type Within = "session" | "visitor";
+
 /** An active Citus worker. */
 export interface WorkerNode {
   host: string;
@@ -425,5 +501,7 @@ export interface SluiceProcedures {
   "eventIngestion.setConsent": { type: "mutation"; input: SetConsentInput; output: SetConsentOutput };
   "eventIngestion.diagnostics": { type: "query"; input: Record<string, never> | undefined; output: DiagnosticsReport };
   "eventIngestion.getMetrics": { type: "query"; input: GetMetricsInput | undefined; output: MetricsReport };
+  "eventIngestion.getFunnel": { type: "query"; input: GetFunnelInput; output: FunnelReport };
+  "eventIngestion.getRetention": { type: "query"; input: GetRetentionInput | undefined; output: RetentionReport };
   "eventIngestion.live": { type: "subscription"; input: LiveInput | undefined; output: LiveMessage };
 }

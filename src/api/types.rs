@@ -96,6 +96,37 @@ pub struct ForceFlushOutput {
     pub persisted: u64,
 }
 
+/// The input of `eventIngestion.getFunnel` (docs/live-and-metrics.md "Funnels").
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetFunnelInput {
+    /// RFC 3339, inclusive; default `to` minus 7 days.
+    pub from: Option<String>,
+    /// RFC 3339, exclusive; default now. At most 366 days after `from`.
+    pub to: Option<String>,
+    /// 2 to 8 steps, each naming an event type, a path (`*` at the end: a prefix) or both.
+    #[validate(length(min = 2, max = 8))]
+    #[schemars(length(min = 2, max = 8))]
+    pub steps: Vec<crate::domain::FunnelStep>,
+    /// Default `session`.
+    pub within: Option<crate::domain::Within>,
+    pub filters: Option<crate::domain::MetricsFilters>,
+}
+
+/// The input of `eventIngestion.getRetention` (docs/live-and-metrics.md "Retention cohorts");
+/// every field optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, Validate)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetRetentionInput {
+    /// RFC 3339, inclusive; default `to` minus 7 days.
+    pub from: Option<String>,
+    /// RFC 3339, exclusive; default now. At most 366 days after `from`.
+    pub to: Option<String>,
+    /// Default `week`.
+    pub period: Option<crate::domain::Period>,
+    pub filters: Option<crate::domain::MetricsFilters>,
+}
+
 /// The input of `eventIngestion.getMetrics` (docs/live-and-metrics.md "Metrics and the dashboard"); every field optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, Validate)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

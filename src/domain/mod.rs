@@ -9,10 +9,12 @@ mod attribution;
 mod caller;
 mod consent;
 mod event;
+mod funnel;
 mod invalid_input;
 mod place;
 mod report;
 mod request;
+mod retention;
 pub(crate) mod rules;
 #[doc(hidden)]
 pub mod test_support;
@@ -22,6 +24,7 @@ pub use attribution::Attribution;
 pub use caller::{Caller, Claims, EventIdentity, Role};
 pub use consent::ConsentSubject;
 pub use event::{Enrichment, EventRecord, Props, new_event_id};
+pub use funnel::{Funnel, FunnelQuery, FunnelReport, FunnelStep, StepReport, Within};
 pub use invalid_input::InvalidInput;
 pub use place::Place;
 pub use report::{
@@ -29,4 +32,5 @@ pub use report::{
     MetricsQuery, MetricsReport, MetricsTotals, SeriesPoint, SessionPage, TopItem,
 };
 pub use request::RequestContext;
+pub use retention::{Cohort, Period, RetentionQuery, RetentionReport};
 pub use track::{EntityType, EventSource, TrackEventInput, TrackEventOutput, TrackStatus};

@@ -164,20 +164,29 @@ impl Goal {
 
     /// Whether the goal's event type, if it names one, is `event_type`.
     pub fn wants_type(&self, event_type: &str) -> bool {
-        self.event_type
-            .as_deref()
-            .is_none_or(|wanted| wanted == event_type)
+        wants_type(self.event_type.as_deref(), event_type)
     }
 
     /// Whether the goal's path, if it names one, matches `path`.
     pub fn wants_path(&self, path: Option<&str>) -> bool {
-        self.path.as_deref().is_none_or(|wanted| {
-            path.is_some_and(|path| match wanted.strip_suffix('*') {
-                Some(prefix) => path.starts_with(prefix),
-                None => path == wanted,
-            })
-        })
+        wants_path(self.path.as_deref(), path)
     }
+}
+
+/// Whether `event_type` is the `wanted` one, when one is wanted (goals, funnel steps).
+pub(crate) fn wants_type(wanted: Option<&str>, event_type: &str) -> bool {
+    wanted.is_none_or(|wanted| wanted == event_type)
+}
+
+/// Whether `path` is the `wanted` one, or starts with it when it ends in `*`, when one is
+/// wanted (goals, funnel steps).
+pub(crate) fn wants_path(wanted: Option<&str>, path: Option<&str>) -> bool {
+    wanted.is_none_or(|wanted| {
+        path.is_some_and(|path| match wanted.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => path == wanted,
+        })
+    })
 }
 
 /// A checked metrics query: `from` inclusive, `to` exclusive, at most 366 days apart.

@@ -25,7 +25,10 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::domain::{ConsentSubject, EventRecord, MetricsQuery, MetricsReport};
+use crate::domain::{
+    ConsentSubject, EventRecord, FunnelQuery, FunnelReport, MetricsQuery, MetricsReport,
+    RetentionQuery, RetentionReport,
+};
 
 pub use channel::NodeChannel;
 pub use database::{Database, Dialect};
@@ -432,6 +435,16 @@ pub trait Segments: Send + Sync + 'static {
     /// The `getMetrics` report of `query`, the same on every backend.
     async fn report(&self, query: &MetricsQuery) -> Result<MetricsReport, StorageError> {
         reports::report(self, query).await
+    }
+
+    /// The retention cohorts of `query`, the same on every backend.
+    async fn retention(&self, query: &RetentionQuery) -> Result<RetentionReport, StorageError> {
+        reports::retention(self, query).await
+    }
+
+    /// The funnel of `query`, the same on every backend.
+    async fn funnel(&self, query: &FunnelQuery) -> Result<FunnelReport, StorageError> {
+        reports::funnel(self, query).await
     }
 
     /// Merges the metric segments of crowded hours (see `reports::compaction`).

@@ -14,6 +14,7 @@ mod dashboard_page;
 mod enrichment;
 mod exactly_once;
 mod flushing;
+mod funnels_and_retention;
 mod jsonrpc_protocol;
 mod live;
 mod live_page;

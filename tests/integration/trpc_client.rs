@@ -79,7 +79,7 @@ async fn run_client_suite(backend: Backend, version: &str) {
         .find_map(|line| line.strip_prefix("# pass "))
         .and_then(|count| count.trim().parse::<u32>().ok())
         .unwrap_or(0);
-    assert_eq!(passed, 42, "every case ran:\n{report}");
+    assert_eq!(passed, 48, "every case ran:\n{report}");
     // The calls really reached the database: 6 link set-ups × (1 track + 2 batch items +
     // 2 tracks read back by getMetrics, a server's and a bot's + 1 track after opting back
     // in + 2 concurrent tracks); suppressed events are not stored.

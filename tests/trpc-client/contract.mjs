@@ -109,6 +109,24 @@ export function contract(kit) {
         );
       });
 
+      test(`${label}: getFunnel and getRetention answer as queries`, async () => {
+        const path = `/${label}/${process.pid}/funnel`;
+        const funnel = await admin.eventIngestion.getFunnel.query({
+          steps: [{ path }, { eventType: 'never_tracked' }],
+          within: 'visitor',
+        });
+        assert.deepEqual(funnel.steps.map((step) => [step.index, step.visitors, step.dropOff]), [[1, 0, 0], [2, 0, 0]]);
+        assert.equal(funnel.conversionRate, 0);
+        const retention = await admin.eventIngestion.getRetention.query({ period: 'day' });
+        assert.equal(retention.period, 'day');
+        assert.ok(retention.cohorts.length >= 7);
+        assert.deepEqual(retention.cohorts.at(-1).retained.length, 1);
+        await rejectsWith(kit, admin.eventIngestion.getFunnel.query({ steps: [{ path }] }), 'BAD_REQUEST', (error) =>
+          assert.ok(error.data.zodError.fieldErrors.steps),
+        );
+        await rejectsWith(kit, viewer.eventIngestion.getRetention.query(), 'FORBIDDEN');
+      });
+
       test(`${label}: setConsent suppresses an opted-out session`, async () => {
         const sessionId = crypto.randomUUID();
         const consent = await anonymous.eventIngestion.setConsent.mutate({ sessionId, granted: false });

@@ -34,13 +34,11 @@ impl EventIngestion {
     /// `eventIngestion.getMetrics`: totals, series and top lists for a range.
     async fn get_metrics(&self, input: Option<Value>) -> Result<MetricsReport, ApiError> {
         let query = metrics_query(input, self.pipeline.now()).map_err(ApiError::validation)?;
-        self.pipeline.store().report(&query).await.map_err(|error| {
-            tracing::warn!(%error, "metrics query failed");
-            ApiError::unavailable(
-                format!("Could not read the metrics ({}); retry", error.tag()),
-                1,
-            )
-        })
+        self.pipeline
+            .store()
+            .report(&query)
+            .await
+            .map_err(|error| super::report_unavailable(&error))
     }
 }
 
@@ -59,24 +57,7 @@ pub fn metrics_query(
     }
     check_filters(input.filters.as_ref(), &mut errors);
     check_goals(input.goals.as_deref().unwrap_or_default(), &mut errors);
-    let from = parse_time(input.from.as_deref(), "from", &mut errors);
-    let to = parse_time(input.to.as_deref(), "to", &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let to = to.unwrap_or(now);
-    let from = from.unwrap_or(to - DEFAULT_RANGE);
-    if from >= to {
-        errors.field("from", "Must be before to");
-    } else if to - from > Duration::days(MAX_RANGE_DAYS) {
-        errors.field(
-            "to",
-            format!("The range may span at most {MAX_RANGE_DAYS} days"),
-        );
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    let (from, to) = checked_range(input.from.as_deref(), input.to.as_deref(), now, errors)?;
     let interval = input.interval.unwrap_or(if to - from <= HOURLY_UP_TO {
         Interval::Hour
     } else {
@@ -95,11 +76,11 @@ pub fn metrics_query(
 }
 
 /// Longest text a filter or a goal may hold, and most values in one `is` or `isNot`.
-const MAX_TEXT: usize = 255;
+pub(super) const MAX_TEXT: usize = 255;
 const MAX_VALUES: usize = 100;
 
 /// A rule must say something, and within bounds.
-fn check_filters(filters: Option<&MetricsFilters>, errors: &mut InvalidInput) {
+pub(super) fn check_filters(filters: Option<&MetricsFilters>, errors: &mut InvalidInput) {
     let Some(filters) = filters else { return };
     let all = [
         &filters.path,
@@ -155,6 +136,37 @@ fn check_goals(goals: &[Goal], errors: &mut InvalidInput) {
             errors.field("goals", problem);
             return;
         }
+    }
+}
+
+/// The range of a report's input received at `now`: `to` defaults to now, `from` to 7 days
+/// before `to`; `from` must come first and at most 366 days before. Fails with `errors` and
+/// the range's own.
+pub(super) fn checked_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: DateTime<Utc>,
+    mut errors: InvalidInput,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), InvalidInput> {
+    let from = parse_time(from, "from", &mut errors);
+    let to = parse_time(to, "to", &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let to = to.unwrap_or(now);
+    let from = from.unwrap_or(to - DEFAULT_RANGE);
+    if from >= to {
+        errors.field("from", "Must be before to");
+    } else if to - from > Duration::days(MAX_RANGE_DAYS) {
+        errors.field(
+            "to",
+            format!("The range may span at most {MAX_RANGE_DAYS} days"),
+        );
+    }
+    if errors.is_empty() {
+        Ok((from, to))
+    } else {
+        Err(errors)
     }
 }
 

@@ -5,7 +5,9 @@
 
 mod diagnostics;
 mod force_flush;
+mod get_funnel;
 mod get_metrics;
+mod get_retention;
 mod get_stats;
 mod set_consent;
 mod track;
@@ -31,6 +33,8 @@ pub(super) const ALL: &[&ProcedureSpec] = &[
     &set_consent::PROCEDURE,
     &diagnostics::PROCEDURE,
     &get_metrics::PROCEDURE,
+    &get_funnel::PROCEDURE,
+    &get_retention::PROCEDURE,
 ];
 
 /// How a procedure is called: tRPC serves queries over GET and mutations over POST.
@@ -89,6 +93,15 @@ macro_rules! handler {
     }};
 }
 use handler;
+
+/// A report the store could not read, as callers see it (the cause goes to the log).
+fn report_unavailable(error: &crate::storage::StorageError) -> ApiError {
+    tracing::warn!(%error, "report query failed");
+    ApiError::unavailable(
+        format!("Could not read the report ({}); retry", error.tag()),
+        1,
+    )
+}
 
 /// The schema of `T`, registered with the generator's shared definitions.
 fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {

@@ -12,6 +12,8 @@
 //! holds that many windows' segments and the distinct visitors and sessions of the range.
 
 pub mod compaction;
+mod funnel;
+mod retention;
 pub mod schema;
 pub mod segment;
 mod tally;
@@ -24,7 +26,10 @@ use uuid::Uuid;
 use super::run::Run;
 use super::schema::types::Stored;
 use super::{Segments, StorageError};
-use crate::domain::{Comparison, EventRecord, MetricsQuery, MetricsReport};
+use crate::domain::{
+    Comparison, EventRecord, FunnelQuery, FunnelReport, MetricsQuery, MetricsReport,
+    RetentionQuery, RetentionReport,
+};
 pub use segment::NewSegment;
 use segment::{HOUR_SECONDS, Segment, SegmentEvent};
 
@@ -190,6 +195,39 @@ pub(crate) async fn report<S: Segments + ?Sized>(
         }
     });
     Ok(report)
+}
+
+/// The retention cohorts of `query`, the same on every backend.
+pub(crate) async fn retention<S: Segments + ?Sized>(
+    store: &S,
+    query: &RetentionQuery,
+) -> Result<RetentionReport, StorageError> {
+    let range = query.as_metrics_query();
+    let mut tally = tally::Tally::with_retention(&range);
+    fold(store, range.from, range.to, |segment| tally.add(segment)).await?;
+    Ok(RetentionReport {
+        from: query.from,
+        to: query.to,
+        period: query.period,
+        cohorts: tally.into_cohorts(),
+    })
+}
+
+/// The funnel of `query`, the same on every backend.
+pub(crate) async fn funnel<S: Segments + ?Sized>(
+    store: &S,
+    query: &FunnelQuery,
+) -> Result<FunnelReport, StorageError> {
+    let range = query.as_metrics_query();
+    let mut tally = tally::Tally::with_funnel(&range, query.funnel.clone());
+    fold(store, range.from, range.to, |segment| tally.add(segment)).await?;
+    let (steps, conversion_rate) = tally.into_funnel();
+    Ok(FunnelReport {
+        from: query.from,
+        to: query.to,
+        steps,
+        conversion_rate,
+    })
 }
 
 /// Reads the segments of `[from, to)` in order and hands each to `add`.

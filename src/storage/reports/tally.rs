@@ -14,6 +14,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use uuid::Uuid;
 
 use super::PAGEVIEW_EVENT;
+use super::funnel::FunnelFold;
+use super::retention::RetentionFold;
 use super::segment::{self, HOUR_SECONDS, Segment};
 use super::visits::Visits;
 use crate::domain::{
@@ -208,6 +210,21 @@ fn per_id(texts: &[&str], keeps: impl Fn(Option<&str>) -> bool) -> Vec<bool> {
         .collect()
 }
 
+/// Per event type and per path of `segment` (index 0: none), whether a pattern (a goal, a
+/// funnel step) wants it.
+fn pattern_ids(
+    segment: &Segment<'_>,
+    wants_type: impl Fn(&str) -> bool,
+    wants_path: impl Fn(Option<&str>) -> bool,
+) -> (Vec<bool>, Vec<bool>) {
+    (
+        per_id(&segment.texts[segment::EVENT_TYPE], |value| {
+            value.is_some_and(&wants_type)
+        }),
+        per_id(&segment.texts[segment::PATH], wants_path),
+    )
+}
+
 /// One goal's count.
 struct GoalTally {
     goal: Goal,
@@ -241,6 +258,8 @@ pub(crate) struct Tally {
     series_visitors: Vec<u64>,
     lists: [TopList; LISTS.len()],
     visits: Visits,
+    retention: Option<RetentionFold>,
+    funnel: Option<FunnelFold>,
 }
 
 impl Tally {
@@ -275,7 +294,35 @@ impl Tally {
             bot_events: 0,
             lists: LISTS.map(|column| TopList::new(inline_slots(column))),
             visits: Visits::default(),
+            retention: None,
+            funnel: None,
         }
+    }
+
+    /// A tally that also folds retention cohorts, one per bucket of `query`.
+    pub(crate) fn with_retention(query: &MetricsQuery) -> Self {
+        let mut tally = Self::new(query);
+        tally.retention = Some(RetentionFold::new(tally.buckets.len()));
+        tally
+    }
+
+    /// A tally that also folds `funnel`.
+    pub(crate) fn with_funnel(query: &MetricsQuery, funnel: crate::domain::Funnel) -> Self {
+        let mut tally = Self::new(query);
+        tally.funnel = Some(FunnelFold::new(funnel));
+        tally
+    }
+
+    /// The retention cohorts (empty unless made `with_retention`).
+    pub(crate) fn into_cohorts(self) -> Vec<crate::domain::Cohort> {
+        self.retention
+            .map(|fold| fold.finish(&self.buckets))
+            .unwrap_or_default()
+    }
+
+    /// The funnel's steps and its conversion rate (none unless made `with_funnel`).
+    pub(crate) fn into_funnel(self) -> (Vec<crate::domain::StepReport>, f64) {
+        self.funnel.map(FunnelFold::finish).unwrap_or_default()
     }
 
     /// The session's index.
@@ -359,17 +406,20 @@ impl Tally {
             .iter()
             .map(|tally| {
                 let goal = &tally.goal;
-                let types = per_id(&segment.texts[segment::EVENT_TYPE], |value| {
-                    value.is_some_and(|event_type| goal.wants_type(event_type))
-                });
-                (
-                    types,
-                    per_id(&segment.texts[segment::PATH], |value| {
-                        goal.wants_path(value)
-                    }),
-                )
+                pattern_ids(segment, |t| goal.wants_type(t), |p| goal.wants_path(p))
             })
             .collect();
+        // Likewise per funnel step.
+        let steps: Vec<(Vec<bool>, Vec<bool>)> =
+            self.funnel.as_ref().map_or_else(Vec::new, |fold| {
+                fold.funnel()
+                    .steps
+                    .iter()
+                    .map(|step| {
+                        pattern_ids(segment, |t| step.wants_type(t), |p| step.wants_path(p))
+                    })
+                    .collect()
+            });
         let pageview = segment.texts[segment::EVENT_TYPE]
             .iter()
             .position(|text| *text == PAGEVIEW_EVENT)
@@ -462,6 +512,21 @@ impl Tally {
                         tally.visitors.insert(visitor);
                     }
                 }
+            }
+            if let Some(fold) = self.retention.as_mut()
+                && visitor != NONE
+            {
+                fold.add(visitor, bucket);
+            }
+            if let Some(fold) = self.funnel.as_mut() {
+                let mut matched = 0u8;
+                for (k, (step_types, step_paths)) in steps.iter().enumerate() {
+                    if step_types[event_types[i] as usize] && step_paths[paths[i] as usize] {
+                        matched |= 1 << k;
+                    }
+                }
+                let at = hour_micros + i64::from(segment.offsets[i]);
+                fold.add(session, visitor, at, matched);
             }
             rows.push(i as u32);
             row_visitors.push(visitor);
