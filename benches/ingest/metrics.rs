@@ -2,8 +2,9 @@
 //! sessions, ten events each a few seconds apart, the realistic traffic's paths, user agents
 //! and attribution, varied countries, devices and browsers), one compaction pass of their
 //! metric segments (what a running server has done for hours long closed), then
-//! `getMetrics` over JSON-RPC for 30 days and for 24 hours, with the top lists, and for 30
-//! days with two filters (a comparison line), medians of repeated calls.
+//! `getMetrics` over JSON-RPC for 30 days and for 24 hours, with the top lists, for 30 days
+//! with two filters (a comparison line) and with a comparison and three goals, a 4-step
+//! funnel and weekly retention over the 30 days: medians of repeated calls.
 
 use std::time::Instant;
 
@@ -98,32 +99,67 @@ pub async fn run(database_url: &str, traffic: Traffic) {
     .await;
     let client = reqwest_like::Client::new(server.local_addr());
     let to = now;
-    let filtered = json!({"country": "DE", "deviceType": "desktop"});
-    for (label, from, filters, target_ms) in [
+    let month = (to - chrono::Duration::days(30)).to_rfc3339();
+    let range = |from: String| json!({"from": from, "to": to.to_rfc3339()});
+    let with = |mut input: serde_json::Value, extra: serde_json::Value| {
+        if let (Some(input), serde_json::Value::Object(extra)) = (input.as_object_mut(), extra) {
+            input.extend(extra);
+        }
+        input
+    };
+    let cases = [
+        ("getMetrics", "30 days", range(month.clone()), Some(250.0)),
         (
-            "30 days",
-            to - chrono::Duration::days(30),
-            None,
-            Some(250.0),
-        ),
-        (
+            "getMetrics",
             "24 hours",
-            to - chrono::Duration::hours(24),
-            None,
+            range((to - chrono::Duration::hours(24)).to_rfc3339()),
             Some(50.0),
         ),
         (
+            "getMetrics",
             "30 days, 2 filters",
-            to - chrono::Duration::days(30),
-            Some(&filtered),
+            with(
+                range(month.clone()),
+                json!({"filters": {"country": "DE", "deviceType": "desktop"}}),
+            ),
             None,
         ),
-    ] {
-        let mut input = json!({"from": from.to_rfc3339(), "to": to.to_rfc3339()});
-        if let Some(filters) = filters {
-            input["filters"] = filters.clone();
-        }
-        let body = rpc_json("eventIngestion.getMetrics", input).to_string();
+        (
+            "getMetrics",
+            "30 days, compared with the 30 before, 3 goals",
+            with(
+                range(month.clone()),
+                json!({"compare": "previousPeriod", "goals": [
+                    {"name": "Signed up", "eventType": "signed_up"},
+                    {"name": "Pricing", "path": "/pricing*"},
+                    {"name": "Docs search", "eventType": "search_performed", "path": "/docs*"}
+                ]}),
+            ),
+            Some(300.0),
+        ),
+        (
+            "getFunnel",
+            "30 days, 4 steps in a session",
+            with(
+                range(month.clone()),
+                json!({"steps": [
+                    {"path": "/*"},
+                    {"eventType": "page_viewed", "path": "/pricing*"},
+                    {"eventType": "button_clicked"},
+                    {"eventType": "signed_up"}
+                ]}),
+            ),
+            Some(300.0),
+        ),
+        (
+            "getRetention",
+            "30 days, weekly",
+            with(range(month.clone()), json!({"period": "week"})),
+            Some(300.0),
+        ),
+    ];
+    for (method, label, input, target_ms) in cases {
+        let body = rpc_json(&format!("eventIngestion.{method}"), input).to_string();
         let mut times = Vec::new();
         let mut report = serde_json::Value::Null;
         for _ in 0..CALLS {
@@ -133,12 +169,23 @@ pub async fn run(database_url: &str, traffic: Traffic) {
         }
         times.sort_unstable();
         let median = times[CALLS / 2].as_secs_f64() * 1000.0;
-        let totals = &report["result"]["totals"];
+        let result = &report["result"];
+        let summary = if method == "getMetrics" {
+            result["totals"].to_string()
+        } else if method == "getFunnel" {
+            format!("conversion {}", result["conversionRate"])
+        } else {
+            format!(
+                "{} cohorts",
+                result["cohorts"].as_array().map_or(0, Vec::len)
+            )
+        };
         println!(
-            "getMetrics {label}: median {median:.1} ms, min {:.1} ms, max {:.1} ms over {CALLS} calls; totals {totals}",
+            "{method} {label}: median {median:.1} ms, min {:.1} ms, max {:.1} ms over {CALLS} calls; {summary}",
             times[0].as_secs_f64() * 1000.0,
             times[CALLS - 1].as_secs_f64() * 1000.0,
         );
+        assert!(result.is_object(), "{report}");
         if let Some(target_ms) = target_ms {
             println!(
                 "  {label} median <= {target_ms} ms: {}",

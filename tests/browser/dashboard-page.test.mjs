@@ -65,7 +65,6 @@ test('the dashboard shows the figures and filters by a click', async () => {
     assert.deepEqual(await rows(page, 'entryPages'), [['/home', '3', '3'], ['/docs', '2', '2']]);
     assert.deepEqual(await rows(page, 'exitPages'), [['/docs', '2', '2'], ['/home', '2', '2'], ['/pricing', '1', '1']]);
     assert.equal(await page.locator('a[href="/live"]').count(), 1);
-    if (SLUICE_SCREENSHOT) await page.screenshot({ path: SLUICE_SCREENSHOT, fullPage: true });
 
     // A click on a row filters by it; filters combine.
     await page.locator('[data-list="topCountries"] tr[data-value="DE"] td').first().click();
@@ -87,6 +86,38 @@ test('the dashboard shows the figures and filters by a click', async () => {
     await waitForTotals(page, ['3', '3', '3', '3']);
     await page.locator('#filters .chip[data-key="path"]').click();
     await waitForTotals(page, ['8', '6', '4', '5']);
+    // The 7 days before held nothing: every total is new.
+    assert.equal(await page.locator('#delta-events').textContent(), 'new vs previous period');
+
+    // Retention: the four visitors, each in the week of their first visit.
+    const cohortVisitors = await page.$$eval('#retention-rows tr:not(:first-child)', (found) =>
+      found.map((row) => Number(row.cells[1].textContent)));
+    assert.equal(cohortVisitors.reduce((a, b) => a + b, 0), 4);
+
+    // A goal, defined in the page: one of the four visitors clicked to sign up.
+    await page.locator('#goal-name').fill('Signed up');
+    await page.locator('#goal-event').fill('signup_clicked');
+    await page.locator('#goal-form button').click();
+    await page.locator('#goal-rows tr[data-goal="Signed up"]').waitFor({ timeout: 5000 });
+    assert.deepEqual(await page.$$eval('#goal-rows tr[data-goal]', (found) =>
+      found.map((row) => Array.from(row.cells, (cell) => cell.textContent).slice(0, 3))), [['Signed up', '1', '25 %']]);
+
+    // A funnel of two steps: three visitors landed on /home, one of them then viewed /pricing.
+    await page.locator('#step-path').fill('/home');
+    await page.locator('#step-form button[type="submit"]').click();
+    await page.locator('#step-event').fill('page_viewed');
+    await page.locator('#step-path').fill('/pricing');
+    await page.locator('#step-form button[type="submit"]').click();
+    await page.locator('#funnel-steps .step[data-step="2"]').waitFor({ timeout: 5000 });
+    assert.deepEqual(await page.$$eval('#funnel-steps .step .label', (found) => found.map((label) => label.textContent)), [
+      '1. /home · 3 visitors · 100 %',
+      '2. page_viewed on /pricing · 1 visitors · 33.3 % · 2 dropped',
+    ]);
+    // Goals and steps are part of the view: a reload keeps them.
+    await page.reload();
+    await page.locator('#funnel-steps .step[data-step="2"]').waitFor({ timeout: 5000 });
+    assert.equal(await page.locator('#goal-rows tr[data-goal]').count(), 1);
+    if (SLUICE_SCREENSHOT) await page.screenshot({ path: SLUICE_SCREENSHOT, fullPage: true });
 
     // A custom range: exactly the fixture's three days.
     await page.locator('#ranges [data-range="custom"]').click();
