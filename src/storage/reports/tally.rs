@@ -260,6 +260,9 @@ pub(crate) struct Tally {
     visits: Visits,
     retention: Option<RetentionFold>,
     funnel: Option<FunnelFold>,
+    /// Whether the top lists and the visit figures are folded (not for a funnel or
+    /// retention alone).
+    lists_wanted: bool,
 }
 
 impl Tally {
@@ -296,6 +299,7 @@ impl Tally {
             visits: Visits::default(),
             retention: None,
             funnel: None,
+            lists_wanted: true,
         }
     }
 
@@ -303,6 +307,7 @@ impl Tally {
     pub(crate) fn with_retention(query: &MetricsQuery) -> Self {
         let mut tally = Self::new(query);
         tally.retention = Some(RetentionFold::new(tally.buckets.len()));
+        tally.lists_wanted = false;
         tally
     }
 
@@ -310,6 +315,7 @@ impl Tally {
     pub(crate) fn with_funnel(query: &MetricsQuery, funnel: crate::domain::Funnel) -> Self {
         let mut tally = Self::new(query);
         tally.funnel = Some(FunnelFold::new(funnel));
+        tally.lists_wanted = false;
         tally
     }
 
@@ -425,7 +431,9 @@ impl Tally {
             .position(|text| *text == PAGEVIEW_EVENT)
             .map_or(NONE, |k| k as u32 + 1);
         // This segment's dictionaries as report-wide ids (index 0: none).
-        let list_ids: Vec<Vec<u32>> = (0..LISTS.len())
+        // A funnel or retention tally needs neither the lists nor the visits.
+        let lists = if self.lists_wanted { LISTS.len() } else { 0 };
+        let list_ids: Vec<Vec<u32>> = (0..lists)
             .map(|list| {
                 let texts = &segment.texts[LISTS[list]];
                 let mut ids = Vec::with_capacity(texts.len() + 1);
@@ -494,6 +502,8 @@ impl Tally {
             }
             if session != NONE {
                 self.sessions_seen.insert(session);
+            }
+            if session != NONE && self.lists_wanted {
                 let at = hour_micros + i64::from(segment.offsets[i]);
                 let page = is_pageview.then(|| list_ids[PATH_LIST][paths[i] as usize]);
                 self.visits.add(session, at, page, visitor);
@@ -531,7 +541,7 @@ impl Tally {
             rows.push(i as u32);
             row_visitors.push(visitor);
         }
-        for (k, list) in self.lists.iter_mut().enumerate() {
+        for (k, list) in self.lists.iter_mut().enumerate().take(lists) {
             list.add_column(
                 &list_ids[k],
                 &segment.text_ids[LISTS[k]],
