@@ -58,16 +58,7 @@ pub struct FunnelQuery {
 impl FunnelQuery {
     /// The range as a report query (one bucket per day; the funnel needs none).
     pub fn as_metrics_query(&self) -> MetricsQuery {
-        MetricsQuery {
-            from: self.from,
-            to: self.to,
-            interval: Interval::Day,
-            event_type: None,
-            filters: self.filters.clone(),
-            limit: 1,
-            compare: None,
-            goals: Vec::new(),
-        }
+        MetricsQuery::over(self.from, self.to, Interval::Day, self.filters.clone())
     }
 }
 

@@ -204,6 +204,26 @@ pub struct MetricsQuery {
 }
 
 impl MetricsQuery {
+    /// A plain query of `[from, to)` in buckets of `interval`, narrowed by `filters`: what a
+    /// funnel or a retention table folds.
+    pub fn over(
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        interval: Interval,
+        filters: MetricsFilters,
+    ) -> Self {
+        Self {
+            from,
+            to,
+            interval,
+            event_type: None,
+            filters,
+            limit: 1,
+            compare: None,
+            goals: Vec::new(),
+        }
+    }
+
     /// The query of the range this one is compared with, if it asks for one: the same
     /// filters, without goals or a comparison of its own.
     pub fn compared(&self) -> Option<Self> {

@@ -31,19 +31,11 @@ pub struct RetentionQuery {
 impl RetentionQuery {
     /// The range as a report query whose buckets are the periods.
     pub fn as_metrics_query(&self) -> MetricsQuery {
-        MetricsQuery {
-            from: self.from,
-            to: self.to,
-            interval: match self.period {
-                Period::Day => Interval::Day,
-                Period::Week => Interval::Week,
-            },
-            event_type: None,
-            filters: self.filters.clone(),
-            limit: 1,
-            compare: None,
-            goals: Vec::new(),
-        }
+        let interval = match self.period {
+            Period::Day => Interval::Day,
+            Period::Week => Interval::Week,
+        };
+        MetricsQuery::over(self.from, self.to, interval, self.filters.clone())
     }
 }
 

@@ -111,7 +111,7 @@ test('the dashboard shows the figures and filters by a click', async () => {
     await page.locator('#funnel-steps .step[data-step="2"]').waitFor({ timeout: 5000 });
     assert.deepEqual(await page.$$eval('#funnel-steps .step .label', (found) => found.map((label) => label.textContent)), [
       '1. /home · 3 visitors · 100 %',
-      '2. page_viewed on /pricing · 1 visitors · 33.3 % · 2 dropped',
+      '2. page_viewed on /pricing · 1 visitor · 33.3 % · 2 dropped',
     ]);
     // Goals and steps are part of the view: a reload keeps them.
     await page.reload();

@@ -2,18 +2,14 @@
 //! fixture: it shows the fixture's figures, and a click on a row narrows them.
 
 use crate::support::metrics_fixture;
-use crate::support::{ADMIN_TOKEN, Backend, TestServer, browser};
+use crate::support::{ADMIN_TOKEN, Backend, browser};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_works_in_chromium() {
     let Some(folder) = browser::folder() else {
         return;
     };
-    let server = TestServer::start_with(Backend::Sqlite, |config| {
-        config.http.trusted_proxies = "127.0.0.1".into();
-    })
-    .await;
-    let fixture = metrics_fixture::load(&server).await;
+    let (server, fixture) = metrics_fixture::serve(Backend::Sqlite).await;
     let directory = tempfile::tempdir().expect("tempdir");
     let env = [
         ("SLUICE_URL", server.http_url()),

@@ -14,12 +14,7 @@ backend_tests!(
 );
 
 async fn with_fixture(backend: Backend) -> (TestServer, MetricsFixture) {
-    let server = TestServer::start_with(backend, |config| {
-        config.http.trusted_proxies = "127.0.0.1".into();
-    })
-    .await;
-    let fixture = metrics_fixture::load(&server).await;
-    (server, fixture)
+    metrics_fixture::serve(backend).await
 }
 
 async fn report(server: &TestServer, method: &str, input: Value) -> Value {

@@ -64,6 +64,17 @@ async fn send(server: &TestServer, sent: &Sent<'_>) -> Value {
     response.body["result"].clone()
 }
 
+/// A server on `backend` trusting `127.0.0.1` as a proxy (for the fixture's countries),
+/// holding the fixture.
+pub async fn serve(backend: super::Backend) -> (TestServer, MetricsFixture) {
+    let server = TestServer::start_with(backend, |config| {
+        config.http.trusted_proxies = "127.0.0.1".into();
+    })
+    .await;
+    let fixture = load(&server).await;
+    (server, fixture)
+}
+
 /// Tracks the fixture through `server` and flushes it; the buffer must be empty first.
 pub async fn load(server: &TestServer) -> MetricsFixture {
     let day0 = (Utc::now() - Duration::days(4))
