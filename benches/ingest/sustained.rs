@@ -10,7 +10,7 @@
 //! Each line reports the rate of the first and the last ten seconds: a structure whose cost
 //! grows with what it holds shows up as a last window slower than the first, which a short
 //! run never sees. `SLUICE_BENCH_COMPARE_BIN` names another build of the server (the one
-//! before a change) to run the hostile line against too, in the same run.
+//! before a change) to run both lines against too, in the same run.
 
 use std::time::Duration;
 
@@ -95,8 +95,12 @@ pub async fn run(target: &mut Target, seconds: u64, connections: usize) {
         let line = measure(target, binary, Kind::Hostile, seconds, connections).await;
         line.print(&format!("hostile traffic, {build}"));
     }
-    let line = measure(target, &servers[0].1, Kind::Realistic, seconds, connections).await;
-    line.print("realistic traffic (comparison), this build");
+    // Realistic traffic on both builds too: a before/after comparison of a change that is
+    // not about caches under attack reads this line.
+    for (build, binary) in &servers {
+        let line = measure(target, binary, Kind::Realistic, seconds, connections).await;
+        line.print(&format!("realistic traffic, {build}"));
+    }
 }
 
 /// What one minute of `track` did.
